@@ -1,0 +1,242 @@
+"""The study file: every model id, path and threshold lives here, nowhere else.
+
+A study is one TOML file (``assets/demo.toml`` is the demo profile's, ``assets/paper.toml`` the paper's).
+Relative paths in it are resolved against the folder the file is in, so a researcher can copy the file
+anywhere. ``load_study`` validates it and returns plain dataclasses; a mistake a researcher can make
+raises ``StudyFileError`` naming the key and the fix.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "assets" / "demo.toml"
+STUDY_ENV = "DRESSUP_STUDY"
+
+
+class StudyFileError(ValueError):
+    """A study file a researcher wrote is wrong; the message names the key and the fix."""
+
+
+@dataclass
+class EncoderSpec:
+    """One encoder a study can use or evaluate.
+
+    ``spec`` says where weights come from, in open_clip's scheme style:
+    ``hf-hub:ORG/NAME`` (open_clip Hub checkpoint, e.g. Marqo-FashionCLIP),
+    ``transformers:ORG/NAME`` (a transformers ``CLIPModel``, e.g. ``patrickjohncyh/fashion-clip``),
+    ``openclip:ARCH/TAG`` (an open_clip architecture with a pretrained tag, or ``openclip:ARCH`` for random
+    weights), ``config:PATH.json`` (a custom open_clip model config, random image tower), or
+    ``local:PATH`` (a checkpoint folder written by ``dressup.train``).
+    """
+
+    name: str
+    spec: str
+    stn: bool = False
+    lock_text: bool = False
+    image_size: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainSpec:
+    """How ``dressup.train`` makes one encoder (demo build or a researcher's run)."""
+
+    name: str
+    init: str  # an encoder name whose weights start training, or a spec
+    captions: str = "full"  # "full" | "category"
+    stn: bool = False
+    lock_text: bool = True
+    epochs: float = 1.0
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-6
+    weight_decay: float = 0.1
+    warmup: int = 10
+
+
+@dataclass
+class ArmSpec:
+    """One arm of the study: ``retrieval`` (encoder + index) or ``generative``."""
+
+    name: str
+    kind: str
+    encoder: str = ""
+    generator: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CatalogueSpec:
+    root: Path
+    kind: str = "deepfashion"  # "deepfashion" (on disk) or "demo" (drawn by dressup.democatalog if missing)
+    size: int = 4000
+    image_size: int = 64
+    seed: int = 0
+    split: str = "train"  # which split the study retrieves from ("all" for every split)
+    caption_category: bool = True  # start captions with the category noun instead of "garment"
+    inshop_garments: int = 0  # demo only: extra query/gallery images per garment for In-shop top-k
+
+
+@dataclass
+class QuerySpec:
+    """How a preference becomes a query (see dressup.arms for why)."""
+
+    colour_grounding: bool = False
+    fusion: str = "mean"  # "mean" (weighted mean of normalised embeddings) | "rrf" (reciprocal rank fusion)
+    text_weight: float = 0.5  # share of the text embedding when photos are given too
+    index: str = "auto"  # "auto" | "exact" | "hnsw"
+    approximate_above: int = 200_000  # "auto" switches to HNSW above this many items
+
+
+@dataclass
+class UISpec:
+    title: str = "Dress-UP: which recommendations suit you?"
+    min_photos: int = 2
+    max_photos: int = 4
+    max_upload_mb: float = 10.0
+    max_text_chars: int = 2000
+    completion_url: str = ""  # e.g. Prolific's https://app.prolific.com/submissions/complete?cc={code}
+    attention_check: bool = False
+    researcher_password_env: str = "DRESSUP_RESEARCHER_PASSWORD"
+
+
+@dataclass
+class PushSpec:
+    """Optional scheduled push of exports (never the database) to a private HF dataset."""
+
+    repo_id: str = ""
+    every_minutes: float = 10.0
+    token_env: str = "HF_TOKEN"
+
+
+@dataclass
+class Study:
+    name: str
+    profile: str  # "demo" | "paper"
+    path: Path  # the study file itself
+    seed: int
+    participants_wanted: int
+    results_dir: Path
+    cache_dir: Path
+    device: str  # "auto" | "cpu" | "cuda"
+    catalogue: CatalogueSpec
+    encoders: dict[str, EncoderSpec]
+    train: dict[str, TrainSpec]
+    arms: list[ArmSpec]
+    query: QuerySpec
+    ui: UISpec
+    push: PushSpec
+    raw: dict[str, Any]
+
+    @property
+    def db_path(self) -> Path:
+        return self.results_dir / "study.sqlite"
+
+    def arm(self, name: str) -> ArmSpec:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise StudyFileError(f"study {self.name!r} has no arm {name!r}; it has {[a.name for a in self.arms]}")
+
+    def encoder(self, name: str) -> EncoderSpec:
+        if name not in self.encoders:
+            raise StudyFileError(
+                f"study {self.name!r} has no encoder {name!r} under [encoders]; it has {sorted(self.encoders)}"
+            )
+        return self.encoders[name]
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _pick(d: dict[str, Any], cls: type, where: str, **fixed: Any) -> Any:
+    allowed = set(cls.__dataclass_fields__) - set(fixed)
+    unknown = set(d) - allowed
+    if unknown:
+        raise StudyFileError(f"[{where}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return cls(**fixed, **d)
+
+
+def study_path_from_env(path: str | os.PathLike | None = None) -> Path:
+    """The study file to use: an explicit path, else $DRESSUP_STUDY, else the demo study."""
+    return Path(path or os.environ.get(STUDY_ENV) or DEFAULT_STUDY).resolve()
+
+
+def load_study(path: str | os.PathLike | None = None) -> Study:
+    """Read and validate a study file (see the module docstring for path rules)."""
+    p = study_path_from_env(path)
+    if not p.is_file():
+        raise StudyFileError(f"study file {p} does not exist; copy assets/demo.toml and point {STUDY_ENV} at it")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise StudyFileError(f"study file {p} is not valid TOML: {e}") from e
+    base = p.parent
+    s = dict(raw.get("study", {}))
+    for key in ("name", "profile"):
+        if key not in s:
+            raise StudyFileError(f"study file {p}: [study] needs '{key}'")
+    if s["profile"] not in ("demo", "paper"):
+        raise StudyFileError(f"[study] profile must be 'demo' or 'paper', not {s['profile']!r}")
+
+    cat = dict(raw.get("catalogue", {}))
+    if "root" not in cat:
+        raise StudyFileError(f"study file {p}: [catalogue] needs 'root' (a DeepFashion-format folder)")
+    cat["root"] = _resolve(base, cat["root"])
+    catalogue = _pick(cat, CatalogueSpec, "catalogue")
+
+    cache_dir = _resolve(base, s.get("cache_dir", "../cache"))
+    encoders = {}
+    for name, e in raw.get("encoders", {}).items():
+        e = dict(e)
+        if "spec" not in e:
+            raise StudyFileError(f"[encoders.{name}] needs 'spec' (e.g. 'hf-hub:Marqo/marqo-fashionCLIP')")
+        e["spec"] = _expand_spec(e["spec"], base)
+        encoders[name] = _pick(e, EncoderSpec, f"encoders.{name}", name=name)
+    train = {n: _pick(dict(t), TrainSpec, f"train.{n}", name=n) for n, t in raw.get("train", {}).items()}
+
+    arms = []
+    for name, a in raw.get("arms", {}).items():
+        a = dict(a)
+        kind = a.get("kind")
+        if kind not in ("retrieval", "generative"):
+            raise StudyFileError(f"[arms.{name}] kind must be 'retrieval' or 'generative', not {kind!r}")
+        if kind == "retrieval" and a.get("encoder") not in encoders:
+            raise StudyFileError(
+                f"[arms.{name}] encoder {a.get('encoder')!r} is not defined under [encoders]; it has {sorted(encoders)}"
+            )
+        arms.append(_pick(a, ArmSpec, f"arms.{name}", name=name))
+    if not arms:
+        raise StudyFileError(f"study file {p} defines no [arms.*]")
+
+    return Study(
+        name=s["name"],
+        profile=s["profile"],
+        path=p,
+        seed=int(s.get("seed", 0)),
+        participants_wanted=int(s.get("participants_wanted", 24)),
+        results_dir=_resolve(base, s.get("results_dir", "../results")),
+        cache_dir=cache_dir,
+        device=s.get("device", "auto"),
+        catalogue=catalogue,
+        encoders=encoders,
+        train=train,
+        arms=arms,
+        query=_pick(dict(raw.get("query", {})), QuerySpec, "query"),
+        ui=_pick(dict(raw.get("ui", {})), UISpec, "ui"),
+        push=_pick(dict(raw.get("push", {})), PushSpec, "push"),
+        raw=raw,
+    )
+
+
+def _expand_spec(spec: str, base: Path) -> str:
+    """Make ``local:`` and ``config:`` paths absolute so a spec means the same from any working folder."""
+    for scheme in ("local:", "config:"):
+        if spec.startswith(scheme):
+            return scheme + str(_resolve(base, spec[len(scheme):]))
+    return spec

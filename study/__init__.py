@@ -1,0 +1,1 @@
+"""The study: counterbalancing, storage, the Gradio app and the analysis."""
