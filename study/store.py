@@ -67,11 +67,42 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so two writers never deadlock."""
+        """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so two writers never deadlock.
+
+        Inside ``batch()`` each call becomes a SAVEPOINT instead, so a refused answer still rolls back
+        only itself while the whole batch shares one fsync.
+        """
         with self._lock:
+            if self._conn.in_transaction:
+                self._conn.execute("SAVEPOINT answer")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK TO answer")
+                    self._conn.execute("RELEASE answer")
+                    raise
+                else:
+                    self._conn.execute("RELEASE answer")
+                return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator["Store"]:
+        """One transaction around many calls (simulations, imports); every method keeps its checks.
+
+        The app never uses this: a participant's answer is committed the moment it is given.
+        """
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -290,7 +321,8 @@ class Store:
     def set_attention(self, session_id: str, passed: bool) -> None:
         with self._tx() as c:
             self._open_session(c, session_id)
-            c.execute("UPDATE sessions SET attention_passed = ? WHERE session_id = ?", (int(passed), session_id))
+            c.execute("UPDATE sessions SET attention_passed = ?, updated_at = ? WHERE session_id = ?",
+                      (int(passed), now(), session_id))
 
     def answers(self, session_id: str) -> dict[str, Any]:
         """Everything answered so far, for resuming a session."""
@@ -339,6 +371,8 @@ class Store:
             row = c.execute("SELECT status, completion_code FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
             if row["status"] == "completed":  # a concurrent double submit won the race
                 return row["completion_code"]
+            if row["status"] == "withdrawn":  # withdrawn from another tab in the meantime
+                raise AnswerRefused("This session was withdrawn; its data has been deleted.")
             t = now()
             c.execute(
                 "UPDATE sessions SET status = 'completed', completion_code = ?, completed_at = ?, updated_at = ?"
@@ -350,6 +384,8 @@ class Store:
         """Delete every answer, preference and upload record of a session; keep a 'withdrawn' stub row
         so the analysis can report the exclusion. Returns the upload file paths for the caller to delete."""
         with self._tx() as c:
+            if not c.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
+                raise AnswerRefused("There is no session with that code.")
             paths = [r["path"] for r in c.execute("SELECT path FROM uploads WHERE session_id = ?", (session_id,))]
             for table in ("relevance", "ratings", "ranks", "feedback", "shown", "uploads", "preferences"):
                 c.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))

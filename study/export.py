@@ -1,0 +1,161 @@
+"""The analysts' export: what leaves the study database, and only that.
+
+``python -m study export [--study FILE | --db PATH] [--out DIR]`` writes to DIR (default: ``export/``
+beside the database):
+
+- ``long.csv`` and ``long.parquet``: one row per shown image (``schema.LONG_QUERY``) in the analysis'
+  interchange format: participant, session, status, attention_passed, letter, arm, position, item_id,
+  relevant, rating, rank;
+- ``sessions.csv``: one row per session, withdrawn ones included (so the analysis can count them);
+- ``feedback.csv``: the free-text feedback per grid (letter and arm) and overall (letter '');
+- ``manifest.json``: schema version, time of export, counts.
+
+The database is opened read-only. What could identify a person or let someone act as them is left out
+or replaced: participant ids (e.g. Prolific IDs) and session ids (the resume links' secret) become
+pseudonyms ``P0001``/``S00001`` numbered in order of first session; completion codes, URL parameters,
+preference text and uploads are never exported. Feedback is free text written by participants and is
+exported verbatim: read it before publishing. Every file is written to a temporary name and renamed, so
+a reader (or a scheduled push, see ``study.push``) never sees half a file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from study.schema import LONG_QUERY, SCHEMA_VERSION, connect
+
+TMP_SUFFIX = ".tmp"
+FILES = ("long.csv", "long.parquet", "sessions.csv", "feedback.csv", "manifest.json")
+LONG_COLUMNS = ["participant", "session", "status", "attention_passed", "letter", "arm", "position", "item_id",
+                "relevant", "rating", "rank"]
+SESSION_COLUMNS = ["session", "participant", "study", "status", "attention_passed", "order_index", "seed",
+                   "created_at", "completed_at", "withdrawn_at"]
+
+
+@dataclass
+class ExportSummary:
+    folder: Path
+    files: list[Path]
+    sessions: int
+    rows: int  # rows of the long table
+
+
+def export(db: str | Path, out: str | Path, *, raw_ids: bool = False) -> ExportSummary:
+    """Write the export of ``db`` to the folder ``out`` (created if needed; its files are replaced).
+
+    ``raw_ids`` keeps the real participant and session ids, for a researcher's own machine only."""
+    db, out = Path(db), Path(out)
+    if not db.is_file():
+        raise FileNotFoundError(f"no study database at {db}; run the study first or pass --db PATH")
+    if db.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"export folder {out} contains the database; choose a folder of its own, e.g. "
+                         f"{db.parent / 'export'} (a pushed folder must never contain the database)")
+    conn = connect(db, readonly=True)
+    try:
+        sessions = pd.read_sql_query(
+            "SELECT session_id, participant, study, status, attention_passed, order_index, seed, created_at,"
+            " completed_at, withdrawn_at FROM sessions ORDER BY created_at, session_id", conn)
+        long = pd.read_sql_query(LONG_QUERY, conn)
+        feedback = pd.read_sql_query(
+            "SELECT f.session_id, f.letter, COALESCE(a.arm, '') AS arm, f.text, f.answered_at FROM feedback f"
+            " JOIN sessions s ON s.session_id = f.session_id"
+            " LEFT JOIN assignments a ON a.session_id = f.session_id AND a.letter = f.letter"
+            " ORDER BY s.created_at, s.session_id, f.letter", conn)
+    except (sqlite3.Error, pd.errors.DatabaseError) as e:
+        raise ValueError(f"{db} is not a Dress-UP study database ({e})") from e
+    finally:
+        conn.close()
+
+    session_name, participant_name = _pseudonyms(sessions, raw_ids)
+    sessions["participant"] = sessions["session_id"].map(participant_name)
+    sessions["session"] = sessions["session_id"].map(session_name)
+    long["participant"] = long["session_id"].map(participant_name)
+    long["session"] = long["session_id"].map(session_name)
+    feedback["session"] = feedback["session_id"].map(session_name)
+    for col in ("relevant", "rating", "rank", "attention_passed"):  # integers with gaps, not floats
+        long[col] = long[col].astype("Int64")
+    sessions["attention_passed"] = sessions["attention_passed"].astype("Int64")
+
+    out.mkdir(parents=True, exist_ok=True)
+    long = long[LONG_COLUMNS]
+    written = [
+        _atomic(out / "long.csv", lambda p: long.to_csv(p, index=False)),
+        _atomic(out / "long.parquet", lambda p: long.to_parquet(p, index=False)),
+        _atomic(out / "sessions.csv", lambda p: sessions[SESSION_COLUMNS].to_csv(p, index=False)),
+        _atomic(out / "feedback.csv",
+                lambda p: feedback[["session", "letter", "arm", "text", "answered_at"]].to_csv(p, index=False)),
+    ]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sessions": len(sessions),
+        "sessions_by_status": {k: int(v) for k, v in sessions["status"].value_counts().sort_index().items()},
+        "long_rows": len(long),
+        "pseudonymised": not raw_ids,
+        "files": [p.name for p in written],
+    }
+    written.append(_atomic(out / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n")))
+    return ExportSummary(out, written, len(sessions), len(long))
+
+
+def _pseudonyms(sessions: pd.DataFrame, raw_ids: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Session id -> session name and session id -> participant name. Numbered in order of creation, so
+    a name stays the same in every later export of the same growing database."""
+    if raw_ids:
+        ids = sessions["session_id"].tolist()
+        return dict(zip(ids, ids)), dict(zip(ids, sessions["participant"]))
+    session_name = {sid: f"S{i + 1:05d}" for i, sid in enumerate(sessions["session_id"])}
+    first_seen = {p: f"P{i + 1:04d}" for i, p in enumerate(dict.fromkeys(sessions["participant"]))}
+    participant_name = dict(zip(sessions["session_id"], sessions["participant"].map(first_seen)))
+    return session_name, participant_name
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _resolve(study: str | None, db: str | None, out: str | None) -> tuple[Path, Path]:
+    if study and db:
+        raise ValueError("give either --study or --db, not both")
+    if db:
+        db_path = Path(db)
+    else:
+        from dressup.config import load_study  # only here: the export itself needs no part of the library
+
+        db_path = load_study(study).db_path
+    return db_path, Path(out) if out else db_path.parent / "export"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", help="study file (default: $DRESSUP_STUDY, else the demo study)")
+    parser.add_argument("--db", help="the study database, instead of a study file")
+    parser.add_argument("--out", help="export folder (default: export/ beside the database)")
+    parser.add_argument("--raw-ids", action="store_true",
+                        help="keep real participant and session ids (never for a folder that is pushed)")
+    args = parser.parse_args(argv)
+    try:
+        db_path, out = _resolve(args.study, args.db, args.out)
+        s = export(db_path, out, raw_ids=args.raw_ids)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {s.sessions} sessions ({s.rows} shown images) from {db_path} to {s.folder}:"
+          f" {', '.join(p.name for p in s.files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
