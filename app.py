@@ -1,0 +1,41 @@
+"""The study app: wires one study file to the participant page and serves it (Hugging Face Spaces runs this).
+
+    python app.py [--study FILE] [--host H] [--port P]
+
+The study file comes from --study, else $DRESSUP_STUDY, else assets/demo.toml. Every arm is loaded before
+the page is served, so a model that cannot load stops the start with a message naming the arm and the fix
+instead of failing in front of a participant.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from dressup.arms import ArmLoadError, build_arms
+from dressup.config import StudyFileError, load_study
+from study.session import Sessions
+from study.ui import build_ui, launch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", help="study file (default: $DRESSUP_STUDY or assets/demo.toml)")
+    parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        study = load_study(args.study)
+        arms = build_arms(study, progress=True)
+    except (StudyFileError, ArmLoadError) as e:
+        print(f"dressup: cannot start the study: {e}", file=sys.stderr)
+        return 2
+    sessions = Sessions(study, arms)
+    print(f"study {study.name!r}: {len(arms)} arms ready; results in {study.results_dir}", flush=True)
+    launch(build_ui(sessions), sessions, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,479 @@
+"""One participant's pass through the study, without Gradio: consent, preference, grids, answers, completion.
+
+``study.ui`` only lays out components and forwards their values here, so every rule a participant meets is
+testable as a plain function call. Every method re-validates what it is given: Gradio makes every handler
+callable over HTTP by anyone (see shared/notes/stack-2026.md §1), so the UI's own constraints (a ranking
+that is a permutation, ratings 1-10, letters A-D) are conveniences, not guarantees.
+
+Blinding lives here too. The arm behind a letter is looked up in the store and never leaves this module:
+what goes out is a ``Progress`` (letters, PIL images re-encoded identically for every arm, answers). Each
+grid cell is letterboxed by ``dressup.grid.fit_cell`` to the same 256-pixel square and encoded as PNG with
+no metadata; those exact bytes are kept under ``results_dir/stimuli/<sha256>.png`` and their hash recorded,
+so a resumed session is served the very same pixels. Gradio re-encodes a PIL image with the same PNG call
+(``save(format="png", pnginfo=<empty>)``), so the bytes a browser receives hash to the recorded value.
+
+Errors a participant can cause raise ``ParticipantError`` (or the store's ``AnswerRefused``), whose message
+is written for them and never names an arm.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image, PngImagePlugin
+
+from dressup.config import Study
+from dressup.grid import fit_cell
+from dressup.images import ImageError, load_image
+from dressup.records import Preference, Shown
+from study.design import assignment
+from study.schema import GRID_SIZE, LETTERS
+from study.store import AnswerRefused, ShownRow, Store
+
+log = logging.getLogger(__name__)
+
+CELL_PIXELS = 256
+URL_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+RESUME_PARAM = "session"
+LATIN_SQUARE_COUNTER = "latin_square"
+GENDERS = {"any": None, "menswear": "menswear", "womenswear": "womenswear"}
+WEAR = {"Yes": True, "No": False}
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_CODE_RE = re.compile(r"^DU-[0-9A-F]{8}$")
+_PNG = PngImagePlugin.PngInfo()  # empty: no text chunks, the same call Gradio makes for format="png"
+
+
+class ParticipantError(ValueError):
+    """Something the participant can fix; the message is written for them and never names an arm."""
+
+
+class Arm(Protocol):
+    name: str
+
+    def recommend(self, pref: Preference, seed: int = 0) -> list[Shown]: ...
+
+
+@dataclass
+class Visit:
+    """What ``gr.State`` holds for one page load: the validated URL entry and, after consent, the session.
+
+    The session id enters a Visit only through consent or the resume-link flow, never as a plain input.
+    """
+
+    participant: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    session_id: str | None = None
+
+
+@dataclass
+class Progress:
+    """Everything a participant's page shows for their session; arm names are deliberately absent."""
+
+    session_id: str
+    status: str  # see study.schema.STATUSES
+    text: str = ""
+    gender: str = "any"
+    avoid_colours: str = ""
+    photos_saved: int = 0
+    grids: dict[str, list[Image.Image]] = field(default_factory=dict)  # letter -> 4 cells, served as PNG
+    wear: dict[str, dict[int, bool]] = field(default_factory=dict)
+    ratings: dict[str, int] = field(default_factory=dict)
+    ranking: list[str] = field(default_factory=list)  # letters, best first
+    feedback: dict[str, str] = field(default_factory=dict)  # letter ('' = overall) -> text
+    completion_code: str | None = None
+    completion_url: str = ""
+
+
+def parse_entry(query: Mapping[str, str]) -> tuple[Visit, str | None]:
+    """Validate the URL's parameters (client-controlled): Prolific's ids and an optional resume link.
+
+    Returns the visit (nothing is recorded yet: consent comes first) and the session id to resume, if any.
+    Invalid values are not used; their key names (never their values) are kept in ``source`` as a flag.
+    """
+    source: dict[str, Any] = {}
+    invalid = []
+    for key in URL_PARAMS:
+        value = query.get(key)
+        if value is None:
+            continue
+        if _ID_RE.match(str(value)):
+            source[key] = str(value)
+        else:
+            invalid.append(key)
+    if invalid:
+        source["invalid_params"] = invalid
+    resume = query.get(RESUME_PARAM)
+    resume = resume if resume and _SESSION_RE.match(str(resume)) else None
+    return Visit(participant=source.get("PROLIFIC_PID"), source=source), resume
+
+
+def session_id_from_link(link: str) -> str:
+    """The session id in a resume link (``...?session=ID``) or a bare id; raises ParticipantError if none."""
+    link = (link or "").strip()
+    m = re.search(r"[?&]session=([A-Za-z0-9_-]+)", link)
+    candidate = m.group(1) if m else link
+    if not _SESSION_RE.match(candidate):
+        raise ParticipantError("That does not look like a session link. Paste the whole link you saved.")
+    return candidate
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode a cell exactly as Gradio encodes a PIL output with ``format="png"`` (no metadata)."""
+    buf = io.BytesIO()
+    image.save(buf, format="png", pnginfo=_PNG)
+    return buf.getvalue()
+
+
+def _clean(image: Image.Image) -> Image.Image:
+    """A fresh RGB image with the same pixels and an empty ``info``, so no metadata can be re-emitted."""
+    out = Image.new("RGB", image.size)
+    out.paste(image.convert("RGB"))
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Sessions:
+    """The study's sessions: takes participants from consent to completion code, answer by answer.
+
+    Receives the loaded arms (it never loads models) and the store (the only database writer). Thread-safe
+    as far as the store is; the four arms of one preference run concurrently on a small thread pool and
+    nothing is returned until all four grids are ready, so no grid can be told apart by when it arrives.
+    """
+
+    def __init__(self, study: Study, arms: Mapping[str, Arm], store: Store | None = None) -> None:
+        missing = [a.name for a in study.arms if a.name not in arms]
+        if missing:
+            raise ValueError(f"arms {missing} of study {study.name!r} were not loaded; pass build_arms(study)")
+        if not 1 <= len(study.arms) <= len(LETTERS):
+            raise ValueError(f"a study shows 1 to {len(LETTERS)} arms, {study.name!r} has {len(study.arms)}")
+        self.study = study
+        self.arms = dict(arms)
+        self.arm_names = [a.name for a in study.arms]
+        self.store = store or Store(study.db_path, study.name)
+        self.stimuli_dir = study.results_dir / "stimuli"
+        self.uploads_dir = study.results_dir / "uploads"
+        self._pool = ThreadPoolExecutor(max_workers=len(self.arm_names), thread_name_prefix="arm")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- consent and resume ---------------------------------------------------------------------
+    def consent(self, visit: Visit | None) -> Visit:
+        """Record consent: take the next Latin-square row atomically and fix the letters' arms for good."""
+        visit = visit or Visit()
+        if visit.session_id and self.store.session(visit.session_id):
+            return visit  # a double click on "I agree" does not open a second session
+        participant = visit.participant or "anon-" + secrets.token_hex(6)
+        order_index = self.store.next_counter(LATIN_SQUARE_COUNTER)
+        letters = assignment(self.arm_names, order_index, self.study.seed)
+        session_id = self.store.create_session(
+            participant, order_index=order_index, seed=self.study.seed, assignments=letters, source=visit.source)
+        return Visit(participant=participant, source=dict(visit.source), session_id=session_id)
+
+    def resume(self, session_id: str) -> tuple[Visit, Progress]:
+        """Open an existing session from its link, exactly where it was."""
+        row = self.store.session(session_id) if _SESSION_RE.match(session_id or "") else None
+        if row is None or row.study != self.study.name:
+            raise ParticipantError("This session link is not known here. Please start again from your study link.")
+        if row.status == "withdrawn":
+            raise ParticipantError("This session was withdrawn and its data deleted.")
+        self.store.log_event(session_id, "resume")
+        return Visit(participant=row.participant, source=dict(row.source), session_id=session_id), \
+            self.progress(session_id)
+
+    def progress(self, session_id: str) -> Progress:
+        """What the participant's page shows now: saved preference, the grids as served, answers so far."""
+        row = self._row(session_id)
+        out = Progress(session_id=session_id, status=row.status, completion_code=row.completion_code)
+        pref = self.store.preference(session_id)
+        if pref:
+            out.text = pref["text"]
+            out.gender = pref["gender"] or "any"
+            out.avoid_colours = ", ".join(pref["avoid_colours"])
+            out.photos_saved = len(pref["uploads"])
+        shown = self.store.shown(session_id)
+        out.grids = {letter: [self._stimulus(r) for r in rows] for letter, rows in sorted(shown.items())}
+        a = self.store.answers(session_id)
+        out.wear, out.ratings, out.feedback = a["relevance"], a["ratings"], a["feedback"]
+        out.ranking = [letter for letter, _ in sorted(a["ranks"].items(), key=lambda kv: kv[1])]
+        if row.completion_code:
+            out.completion_url = self.completion_url(row.completion_code)
+        return out
+
+    def _row(self, session_id: str | None):
+        row = self.store.session(session_id) if session_id else None
+        if row is None:
+            raise ParticipantError("Please start the study from your study link (your session was not found).")
+        return row
+
+    # --- preference and grids ---------------------------------------------------------------------
+    def submit_preference(
+        self, session_id: str | None, text: str, photos: Sequence[str | Path | bytes] | None,
+        gender: str | None = "any", avoid_colours: str = "",
+    ) -> Progress:
+        """Validate the preference, save it with its photos, compute all four grids, record and return them.
+
+        Once grids are recorded they are final: submitting again (a double click, a second tab) returns the
+        grids already shown instead of recomputing them from a changed preference.
+        """
+        row = self._row(session_id)
+        if row.status in ("completed", "withdrawn"):
+            raise AnswerRefused(
+                "This session is already complete." if row.status == "completed" else "This session was withdrawn.")
+        if self.store.shown(session_id):
+            return self.progress(session_id)
+        ui = self.study.ui
+        text = (text or "").strip()
+        if not text:
+            raise ParticipantError("Please describe your style in a few words before continuing.")
+        if len(text) > ui.max_text_chars:
+            raise ParticipantError(
+                f"Your description is {len(text)} characters long; please shorten it to {ui.max_text_chars}.")
+        gender_key = (gender or "any").strip().lower()
+        if gender_key not in GENDERS:
+            raise ParticipantError("Please choose menswear, womenswear or any.")
+        avoid = [w.strip() for w in re.split(r"[,;\n]+", avoid_colours or "") if w.strip()]
+        if len(avoid) > 20 or any(len(w) > 40 for w in avoid):
+            raise ParticipantError("Please list at most 20 colours to avoid, separated by commas.")
+        photos = [p for p in (photos or []) if p]
+        old = self.store.preference(session_id)
+        if not photos and old and old["uploads"]:
+            images = [load_image(u["path"]) for u in old["uploads"]]  # a resumed session keeps its photos
+            uploads = [(u["sha256"], u["path"], u["width"], u["height"]) for u in old["uploads"]]
+        else:
+            images, uploads = self._save_uploads(session_id, photos)
+        self.store.save_preference(session_id, text, GENDERS[gender_key], avoid, uploads)
+        if old:  # photos replaced on a second try: delete the files nobody refers to any more
+            keep = {u[1] for u in uploads}
+            for u in old["uploads"]:
+                if u["path"] not in keep:
+                    Path(u["path"]).unlink(missing_ok=True)
+        pref = Preference(text=text, images=images, gender=GENDERS[gender_key], avoid_colours=avoid)
+        self._record_grids(session_id, pref)
+        return self.progress(session_id)
+
+    def _save_uploads(self, session_id: str, photos: Sequence[str | Path | bytes]) -> tuple[list, list]:
+        """Decode every photo with the study's limits; keep each as a metadata-free JPEG (EXIF, including
+        GPS, is dropped) named by a hash, under results/uploads which is never served."""
+        ui = self.study.ui
+        if not ui.min_photos <= len(photos) <= ui.max_photos:
+            raise ParticipantError(
+                f"Please add {ui.min_photos} to {ui.max_photos} photos of clothes you like "
+                f"(you added {len(photos)}).")
+        max_bytes = int(ui.max_upload_mb * 1024 * 1024)
+        images = []
+        for i, photo in enumerate(photos, 1):
+            try:
+                images.append(load_image(photo, max_bytes=max_bytes))
+            except ImageError as e:
+                raise ParticipantError(f"Photo {i}: {e}") from e
+        uploads = []
+        for im in images:
+            buf = io.BytesIO()
+            _clean(im).save(buf, format="JPEG", quality=95)
+            data = buf.getvalue()
+            content = hashlib.sha256(data).hexdigest()
+            # per-session file name: withdrawing one session never deletes another's identical photo
+            path = self.uploads_dir / (hashlib.sha256(session_id.encode() + data).hexdigest() + ".jpg")
+            _atomic_write(path, data)
+            uploads.append((content, str(path), im.width, im.height))
+        return images, uploads
+
+    def _record_grids(self, session_id: str, pref: Preference) -> None:
+        row = self._row(session_id)
+        seed = int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big")
+        futures = {letter: self._pool.submit(self.arms[arm].recommend, pref, seed)
+                   for letter, arm in row.assignments.items()}
+        results: dict[str, list[Shown]] = {}
+        failure: BaseException | None = None
+        for letter, fut in futures.items():  # wait for every arm, so none is shown before the others
+            try:
+                results[letter] = fut.result()
+            except BaseException as e:  # noqa: BLE001 — reported below without the arm's name
+                failure = failure or e
+                self.store.log_event(session_id, "error", {"letter": letter, "arm": row.assignments[letter],
+                                                           "error": f"{type(e).__name__}: {e}"})
+        if failure is not None:
+            if type(failure).__name__ == "NotEnoughItems":
+                raise ParticipantError(
+                    "Too few garments match your choices. Please list fewer colours to avoid, or choose 'any'."
+                ) from failure
+            raise RuntimeError("an arm failed to recommend; see the events table") from failure
+        grids: dict[str, list[ShownRow]] = {}
+        for letter, shown in results.items():
+            if len(shown) != GRID_SIZE:
+                raise RuntimeError(f"an arm returned {len(shown)} images for letter {letter}, not {GRID_SIZE}")
+            rows = []
+            for pos, s in enumerate(shown, 1):
+                data = png_bytes(_clean(fit_cell(s.image, CELL_PIXELS)))
+                sha = hashlib.sha256(data).hexdigest()
+                _atomic_write(self.stimuli_dir / f"{sha}.png", data)
+                rows.append(ShownRow(letter, pos, s.item_id, sha, s.caption, float(s.score)))
+            grids[letter] = rows
+        self.store.save_shown(session_id, grids)  # False when a concurrent submit recorded first: theirs stand
+
+    def _stimulus(self, row: ShownRow) -> Image.Image:
+        path = self.stimuli_dir / f"{row.image_sha256}.png"
+        with Image.open(path) as im:
+            return _clean(im)
+
+    # --- answers ------------------------------------------------------------------------------------
+    def _letter(self, letter: str) -> str:
+        if letter not in LETTERS[: len(self.arm_names)]:
+            raise AnswerRefused(f"There is no grid {letter!r} in this study.")
+        return letter
+
+    def answer_wear(self, session_id: str | None, letter: str, marks: Sequence[str | bool | None]) -> None:
+        """Per-picture 'would wear' marks of one grid; None means not answered yet (left as it is)."""
+        self._row(session_id)
+        letter = self._letter(letter)
+        if len(marks) != GRID_SIZE:
+            raise AnswerRefused(f"A grid has {GRID_SIZE} pictures.")
+        values: dict[int, bool] = {}
+        for pos, mark in enumerate(marks, 1):  # validate all four before writing any
+            if mark is None or mark == "":
+                continue
+            if isinstance(mark, bool):
+                values[pos] = mark
+            elif mark in WEAR:
+                values[pos] = WEAR[mark]
+            else:
+                raise AnswerRefused("Please answer Yes or No for each picture.")
+        for pos, value in values.items():
+            self.store.answer_relevance(session_id, letter, pos, value)
+
+    def answer_rating(self, session_id: str | None, letter: str, rating: int | str | None) -> None:
+        self._row(session_id)
+        letter = self._letter(letter)
+        if rating is None or rating == "":
+            return
+        try:
+            value = int(rating)
+        except (TypeError, ValueError):
+            raise AnswerRefused(f"A rating must be a whole number from 1 to 10, not {rating!r}.") from None
+        if str(value) != str(rating).strip():
+            raise AnswerRefused(f"A rating must be a whole number from 1 to 10, not {rating!r}.")
+        self.store.answer_rating(session_id, letter, value)
+
+    def answer_feedback(self, session_id: str | None, letter: str, text: str | None) -> None:
+        """Free text for one grid (letter) or overall (''), stored verbatim up to the study's length limit."""
+        row = self._row(session_id)
+        if letter:
+            letter = self._letter(letter)
+        text = text or ""
+        if len(text) > self.study.ui.max_text_chars:
+            raise ParticipantError(f"Please keep feedback under {self.study.ui.max_text_chars} characters.")
+        stored = self.store.answers(session_id)["feedback"].get(letter)
+        if stored == text or (stored is None and not text):
+            return  # unchanged (a re-rendered page, a late event after "Finish"): keep the original time
+        self.store.answer_feedback(session_id, letter, text)
+
+    def answer_ranking(self, session_id: str | None, order: Sequence[str | None]) -> bool:
+        """The ranking, best first. Returns False while incomplete (nothing saved); the last place is implied
+        once all but one letter are placed. A repeated or unknown letter is refused."""
+        self._row(session_id)
+        letters = list(LETTERS[: len(self.arm_names)])
+        given = [x for x in order if x]
+        if any(x not in letters for x in given) or len(set(given)) != len(given):
+            raise AnswerRefused("Each model can take only one place in the ranking.")
+        if len(given) < len(letters) - 1:
+            return False
+        given += [x for x in letters if x not in given]
+        self.store.answer_ranking(session_id, {letter: i for i, letter in enumerate(given, 1)})
+        return True
+
+    def finish(self, session_id: str | None, feedback: Mapping[str, str] | None = None) -> Progress:
+        """Save any last feedback, then complete (refused, with what is missing, until everything is given)."""
+        row = self._row(session_id)
+        if row.status != "completed":
+            for letter, text in (feedback or {}).items():
+                if text:
+                    self.answer_feedback(session_id, letter, text)
+            if not self.store.shown(session_id):
+                raise ParticipantError("Please first tell us your style and look at the recommendations.")
+        self.store.complete(session_id)
+        return self.progress(session_id)
+
+    def completion_url(self, code: str) -> str:
+        url = self.study.ui.completion_url
+        return url.replace("{code}", code) if url else ""
+
+    # --- withdrawal -----------------------------------------------------------------------------
+    def withdraw(self, session_id: str) -> None:
+        """Delete a session's answers, preference and photo files (the store keeps a 'withdrawn' stub)."""
+        self._row(session_id)
+        for path in self.store.withdraw(session_id):
+            p = Path(path)
+            if p.parent.resolve() == self.uploads_dir.resolve():
+                p.unlink(missing_ok=True)
+        self.store.log_event(session_id, "withdraw")
+
+    def withdraw_by_code(self, code: str) -> None:
+        """Withdrawal after completion: the completion code is the participant's proof of identity."""
+        code = (code or "").strip().upper()
+        row = self.store.session_by_code(code) if _CODE_RE.match(code) else None
+        if row is None or row.study != self.study.name:
+            self.store.log_event(None, "refused", {"what": "withdraw", "reason": "unknown code"})
+            raise ParticipantError("No session has that completion code. Please check it (it looks like DU-1A2B3C4D).")
+        if row.status == "withdrawn":
+            return
+        self.withdraw(row.session_id)
+
+
+# --- researcher page -------------------------------------------------------------------------------------
+def researcher_password(study: Study) -> str | None:
+    """The researcher page's password, or None (page off) when the study's env var is unset or empty."""
+    return os.environ.get(study.ui.researcher_password_env) or None
+
+
+def check_researcher(study: Study, given: str | None) -> None:
+    """Refuse unless the page is on and the password matches (constant-time comparison)."""
+    expected = researcher_password(study)
+    if expected is None:
+        raise ParticipantError("The researcher page is off.")
+    if not hmac.compare_digest((given or "").encode(), expected.encode()):
+        raise ParticipantError("Wrong password.")
+
+
+def researcher_summary(sessions: Sessions, password: str | None) -> dict[str, Any]:
+    """Live counts per arm and letter and sessions by status (researcher-only: names arms)."""
+    check_researcher(sessions.study, password)
+    counts = sessions.store.counts()
+    return {"study": sessions.study.name, "participants_wanted": sessions.study.participants_wanted,
+            "sessions_completed": counts["by_status"].get("completed", 0), **counts}
+
+
+def researcher_export(sessions: Sessions, password: str | None, out_dir: Path) -> list[Path]:
+    """Write the analysts' export (``study.export``: pseudonymised CSV/Parquet) into ``out_dir`` for download.
+    ``out_dir`` must lie outside the results folder, which is never served."""
+    check_researcher(sessions.study, password)
+    from study.export import export
+
+    return export(sessions.study.db_path, out_dir).files
+
+
+def dumps_summary(summary: Mapping[str, Any]) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True)
