@@ -56,6 +56,8 @@ class TrainSpec:
     lr: float = 1e-6
     weight_decay: float = 0.1
     warmup: int = 10
+    duplicates: str = "soft"  # repeated captions in a batch: "soft" (shared target), "distinct", "ignore"
+    checkpoint_every: int = 100
 
 
 @dataclass

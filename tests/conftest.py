@@ -5,3 +5,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+DEMO_STUDY = Path(__file__).resolve().parent.parent / "assets" / "demo.toml"
+
+
+@pytest.fixture(scope="session")
+def demo_study():
+    """The demo profile's study, built once into cache/demo (the same cache `python app.py` uses)."""
+    from dressup.config import load_study
+    from dressup.demo import ensure_demo_build
+
+    study = load_study(DEMO_STUDY)
+    ensure_demo_build(study, progress=False)
+    return study
+
+
+@pytest.fixture(scope="session")
+def demo_arms(demo_study):
+    from dressup.arms import build_arms
+
+    return build_arms(demo_study, progress=False)

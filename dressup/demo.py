@@ -1,0 +1,194 @@
+"""The demo profile's build: catalogue -> baseline -> finetuned -> STN -> GAN, cached under the study's cache.
+
+The build is a miniature of the paper's pipeline run by the same code: the catalogue is drawn in DeepFashion's
+format and read back by ``dressup.catalog``; encoders are trained by ``dressup.train`` from the study file's
+``[train.*]`` recipes; the GAN by ``dressup.dcgan``. ``BUILD.json`` records a key of everything that shapes the
+result (recipes, catalogue settings, library version); a second start with the same key reuses the cache, and a
+file lock keeps two processes (the app and a test, say) from building at once.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+from dressup import __version__
+from dressup.config import EncoderSpec, Study, StudyFileError, TrainSpec
+
+BUILD_FILE = "BUILD.json"
+BUILDING_FILE = "BUILDING.json"
+
+
+def build_key(study: Study) -> str:
+    """Everything that changes what the demo build produces."""
+    c = study.catalogue
+    parts = {
+        "version": __version__,
+        "catalogue": {k: str(v) for k, v in asdict(c).items()},
+        "train": {n: asdict(t) for n, t in study.train.items()},
+        "encoders": {n: asdict(e) for n, e in study.encoders.items()},
+        "generators": {a.name: a.generator for a in study.arms if a.kind == "generative"},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def build_lock(cache_dir: Path) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".build.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_built(study: Study) -> bool:
+    marker = study.cache_dir / BUILD_FILE
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("key") == build_key(study)
+    except ValueError:
+        return False
+
+
+def ensure_catalogue(study: Study, progress: bool = True) -> None:
+    c = study.catalogue
+    if c.kind != "demo":
+        if not (c.root / "Eval" / "list_eval_partition.txt").is_file():
+            raise StudyFileError(f"catalogue {c.root} is missing; put DeepFashion there (see `python -m dressup doctor`)")
+        return
+    from dressup.democatalog import build_demo_catalogue, demo_catalogue_matches
+
+    if demo_catalogue_matches(c.root, size=c.size, image_size=c.image_size, seed=c.seed,
+                              inshop_garments=c.inshop_garments):
+        return
+
+    build_demo_catalogue(c.root, size=c.size, image_size=c.image_size, seed=c.seed,
+                         inshop_garments=c.inshop_garments, progress=progress)
+
+
+def _local_dir(study: Study, name: str) -> Path:
+    spec = study.encoder(name).spec
+    if not spec.startswith("local:"):
+        raise StudyFileError(f"[encoders.{name}] must be a 'local:' folder to be trained into, not {spec!r}")
+    return Path(spec[len("local:"):])
+
+
+def train_order(study: Study) -> list[TrainSpec]:
+    """Recipes sorted so each one's ``init`` encoder is trained before it."""
+    done: set[str] = set()
+    order: list[TrainSpec] = []
+    pending = dict(study.train)
+    while pending:
+        ready = [t for t in pending.values() if t.init not in study.train or t.init in done]
+        if not ready:
+            raise StudyFileError(f"[train.*] recipes form a cycle through {sorted(pending)}")
+        for t in ready:
+            order.append(t)
+            done.add(t.name)
+            del pending[t.name]
+    return order
+
+
+def train_from_spec(study: Study, spec: TrainSpec, *, progress: bool = True, steps: int | None = None):
+    """Train one ``[train.NAME]`` recipe into ``[encoders.NAME]``'s local folder."""
+    from dressup.catalog import category_caption, load_catalog
+    from dressup.encoders import load_encoder
+    from dressup.images import load_image
+    from dressup.train import train_encoder
+
+    init = study.encoder(spec.init)
+    encoder = load_encoder(EncoderSpec(name=spec.name, spec=init.spec, stn=spec.stn or init.stn,
+                                       lock_text=spec.lock_text, image_size=init.image_size, options=init.options),
+                           device="cpu" if study.device == "cpu" else _device())
+    catalog = load_catalog(study.catalogue.root, caption_category=study.catalogue.caption_category,
+                           require_images=True)
+    items = catalog.split("train")
+    captions = [category_caption(it) if spec.captions == "category" else it.caption for it in items]
+    images = [load_image(it.image_path) for it in items]
+    n_steps = steps or spec.steps or max(1, int(spec.epochs * len(items) / spec.batch_size))
+    return train_encoder(encoder, images, captions, out_dir=_local_dir(study, spec.name), steps=n_steps,
+                         batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
+                         warmup=spec.warmup, lock_text=spec.lock_text, seed=study.seed, progress=progress,
+                         duplicates=spec.duplicates, checkpoint_every=spec.checkpoint_every)
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_gan_from_study(study: Study, *, arm: str = "generative", steps: int | None = None, progress: bool = True):
+    """Train the conditional DCGAN of a generative arm whose generator kind is 'dcgan'."""
+    from dressup.catalog import load_catalog
+    from dressup.dcgan import train_dcgan_on_catalogue
+    from dressup.encoders import load_encoder
+
+    spec = study.arm(arm)
+    g = dict(spec.generator)
+    if g.get("kind") != "dcgan":
+        raise StudyFileError(f"[arms.{arm}] generator kind is {g.get('kind')!r}; train-gan trains 'dcgan' generators")
+    encoder = load_encoder(study.encoder(g["encoder"]))
+    catalog = load_catalog(study.catalogue.root, caption_category=study.catalogue.caption_category,
+                           require_images=True)
+    out = Path(g["checkpoint"])
+    out = out if out.is_absolute() else (study.path.parent / out).resolve()
+    kwargs = {k: g[k] for k in ("batch_size", "image_size") if k in g}
+    return train_dcgan_on_catalogue(catalog, encoder, out, steps=steps or int(g.get("steps", 600)),
+                                    progress=progress, **kwargs)
+
+
+def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = False) -> None:
+    """Build (or reuse) everything the demo study's arms need. Safe to call from several processes."""
+    if not force and is_built(study):
+        return
+    with build_lock(study.cache_dir):
+        if not force and is_built(study):  # another process finished it while we waited
+            return
+        t0 = time.time()
+        key = build_key(study)
+        building = study.cache_dir / BUILDING_FILE
+        previous = json.loads(building.read_text()).get("key") if building.is_file() else None
+        if force or previous != key:
+            # Outputs of another recipe (or a forced rebuild) must not be resumed from: start them afresh.
+            # An interrupted build with the same key resumes each recipe from its last checkpoint instead.
+            for folder in _outputs(study):
+                shutil.rmtree(folder, ignore_errors=True)
+            building.write_text(json.dumps({"key": key}))
+        ensure_catalogue(study, progress)
+        for spec in train_order(study):
+            if not (_local_dir(study, spec.name) / "encoder.json").is_file() or _checkpoint_behind(study, spec):
+                train_from_spec(study, spec, progress=progress)
+        for arm in study.arms:
+            if arm.kind == "generative" and arm.generator.get("kind") == "dcgan":
+                train_gan_from_study(study, arm=arm.name, progress=progress)
+        (study.cache_dir / BUILD_FILE).write_text(json.dumps(
+            {"key": key, "seconds": round(time.time() - t0, 1), "built_at": time.time()}))
+        building.unlink(missing_ok=True)
+
+
+def _outputs(study: Study) -> list[Path]:
+    """Folders the build trains into (encoders and GAN checkpoints); the catalogue has its own stamp."""
+    out = [_local_dir(study, name) for name in study.train]
+    for arm in study.arms:
+        if arm.kind == "generative" and arm.generator.get("checkpoint"):
+            p = Path(arm.generator["checkpoint"])
+            out.append(p if p.is_absolute() else (study.path.parent / p).resolve())
+    return out
+
+
+def _checkpoint_behind(study: Study, spec: TrainSpec) -> bool:
+    """True when a recipe's folder holds a checkpoint short of its step count (an interrupted build)."""
+    from dressup.train import read_train_log
+
+    log = read_train_log(_local_dir(study, spec.name))
+    return bool(spec.steps) and (not log or log[-1].get("step", 0) < spec.steps)
