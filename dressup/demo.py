@@ -118,7 +118,20 @@ def train_from_spec(study: Study, spec: TrainSpec, *, progress: bool = True, ste
     return train_encoder(encoder, images, captions, out_dir=_local_dir(study, spec.name), steps=n_steps,
                          batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
                          warmup=spec.warmup, lock_text=spec.lock_text, seed=study.seed, progress=progress,
-                         duplicates=spec.duplicates, checkpoint_every=spec.checkpoint_every)
+                         duplicates=spec.duplicates, checkpoint_every=spec.checkpoint_every,
+                         text_cache=study.cache_dir / "text-states")
+
+
+def _choose_threads() -> None:
+    """One intra-op thread when the CPU is already busy: measured here, two OpenMP threads sharing a
+    2-core machine with another process ran 5-10x slower than one (threads spin waiting for each other)."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    busy = os.getloadavg()[0] > 0.5 * cores
+    torch.set_num_threads(1 if busy or cores <= 1 else min(cores, 8))
 
 
 def _device() -> str:
@@ -155,6 +168,7 @@ def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = Fals
         if not force and is_built(study):  # another process finished it while we waited
             return
         t0 = time.time()
+        _choose_threads()
         key = build_key(study)
         building = study.cache_dir / BUILDING_FILE
         previous = json.loads(building.read_text()).get("key") if building.is_file() else None

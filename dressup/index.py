@@ -27,8 +27,8 @@ from dressup.records import Item
 
 INDEX_KINDS = ("exact", "hnsw")
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
+HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_SEARCH = 256
 
 
 class NotEnoughItems(ValueError):
