@@ -51,6 +51,7 @@ SCORE_TOL = 1e-5  # float32 kernels differ in the last bits; a score this close 
 CLUSTER_ITEMS, CLUSTER_RANK, CLUSTER_SPREAD, CLUSTER_NOISE = 1000, 16, 0.25, 0.3
 CHUNK = 65_536
 RANDOM_HNSW_MAX = 100_000
+CROSSOVER_MIN_N = 100_000
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -298,13 +299,16 @@ def bench_dataset(data: Dataset, k: int, budget_s: float, seed: int, sweep: bool
 # ---------------------------------------------------------------------------------------------- report
 def crossover(rows: list[Row]) -> list[list]:
     """Each exact method's cost per item at the largest size measured (where the scan dominates fixed
-    costs) and the catalogue size at which its p50 would reach ``EXACT_BUDGET_MS``."""
+    costs; data sets under ``CROSSOVER_MIN_N`` rows are left out) and the catalogue size at which its p50
+    would reach ``EXACT_BUDGET_MS``."""
     out = []
     for name in dict.fromkeys(r.dataset for r in rows):
         exact = [r for r in rows if r.dataset == name and r.keep == "all" and not r.method.startswith("hnsw")]
         if not exact:
             continue
         n_max = max(r.n for r in exact)
+        if n_max < CROSSOVER_MIN_N:  # a small matrix sits in cache: its per-item cost does not extrapolate
+            continue
         for r in (r for r in exact if r.n == n_max):
             out.append([name, r.method, n_max, r.p50_ms / n_max * 1e5, EXACT_BUDGET_MS * n_max / r.p50_ms,
                         r.cpu_ms / n_max * 1e5, EXACT_BUDGET_MS * n_max / r.cpu_ms])

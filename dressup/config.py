@@ -90,7 +90,7 @@ class QuerySpec:
     fusion: str = "mean"  # "mean" (weighted mean of normalised embeddings) | "rrf" (reciprocal rank fusion)
     text_weight: float = 0.5  # share of the text embedding when photos are given too
     index: str = "auto"  # "auto" | "exact" | "hnsw"
-    approximate_above: int = 200_000  # "auto" switches to HNSW above this many items
+    approximate_above: int = 30_000  # "auto" switches to HNSW above this many items (bench/RESULTS.md)
 
 
 @dataclass
