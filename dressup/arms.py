@@ -250,8 +250,3 @@ def build_arms(study: Study, *, progress: bool = True, device: str | None = None
             ) from e
     return arms
 
-
-def recommend_all(arms: dict[str, Arm], pref: Preference, seed: int = 0) -> dict[str, list[Shown]]:
-    """Every arm's four images (sequentially; the study app runs arms concurrently itself)."""
-    return {name: arm.recommend(pref, seed) for name, arm in arms.items()}
-

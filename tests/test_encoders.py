@@ -18,19 +18,13 @@ from dressup import encoders
 from dressup.config import EncoderSpec
 from dressup.encoders import DEMO_MODELS_DIR, EncoderError, load_encoder
 from dressup.stn import STNTower
+from tests.tiny_models import TINY_CLIP, write_tiny_config
 
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 
 
 @pytest.fixture()
 def tiny_config(tmp_path):
-    path = tmp_path / "tiny-enc-clip.json"
-    path.write_text(json.dumps(TINY_CLIP))
-    return path
+    return write_tiny_config(tmp_path, "tiny-enc-clip")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The STN starts as the identity, learns through the CLIP loss, and stands in for any image tower."""
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,19 +12,13 @@ import torch
 from dressup.config import EncoderSpec
 from dressup.encoders import load_encoder
 from dressup.stn import STN, STNTower
+from tests.tiny_models import write_tiny_config
 
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 
 
 @pytest.fixture()
 def tiny_config(tmp_path):
-    path = tmp_path / "tiny-stn-clip.json"
-    path.write_text(json.dumps(TINY_CLIP))
-    return path
+    return write_tiny_config(tmp_path, "tiny-stn-clip")
 
 
 def test_stn_starts_as_identity():

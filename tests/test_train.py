@@ -1,7 +1,6 @@
 """Training learns, resumes where it stopped (exactly), and leaves a folder that loads back identically."""
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,20 +15,14 @@ from torch.utils.data import Dataset
 from dressup.config import EncoderSpec
 from dressup.encoders import load_encoder
 from dressup.train import CaptionClipLoss, TrainError, _epoch_batches, read_train_log, train_encoder
+from tests.tiny_models import write_tiny_config
 
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (30, 60, 220), "yellow": (240, 210, 40)}
 
 
 @pytest.fixture()
 def tiny_config(tmp_path):
-    path = tmp_path / "tiny-train-clip.json"
-    path.write_text(json.dumps(TINY_CLIP))
-    return path
+    return write_tiny_config(tmp_path, "tiny-train-clip")
 
 
 def squares(n: int, seed: int = 0) -> tuple[list[Image.Image], list[str]]:
