@@ -2,4 +2,4 @@
 
 The library never imports ``study`` or ``gradio``: data flows catalogue -> encoder -> index -> arm.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -302,3 +302,32 @@ def ground_colour_list(words: list[str], palette: dict[str, tuple]) -> list[str]
             if name is not None and name not in out:
                 out.append(name)
     return out
+
+
+def garment_colour(image: "np.ndarray | object", palette: dict[str, tuple], *, min_delta_e: float = 10.0,
+                   smooth: int = 3) -> str | None:
+    """The palette colour covering most of the garment in a product shot, or None when nothing stands out.
+
+    Used to check generated images without the generator (issue: the generative arm): the background is
+    estimated from the border pixels (product shots have a plain one), pixels further than ``min_delta_e``
+    (CIEDE2000) from it are the garment, each is named by ``nearest_palette_colour``'s rule, and the most
+    frequent name wins. A pattern's second colour covers less area than the main one, so it rarely wins.
+    """
+    px = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float64)
+    if px.ndim != 3 or px.shape[2] != 3:
+        raise ValueError(f"expected an RGB image, got an array of shape {px.shape}")
+    if smooth > 1:  # a median filter: generated images are speckled, and a speckle must not vote
+        from scipy.ndimage import median_filter
+
+        px = median_filter(px, size=(smooth, smooth, 1), mode="nearest")
+    border = np.concatenate([px[0], px[-1], px[:, 0], px[:, -1]])
+    lab = rgb_to_lab(px.reshape(-1, 3))
+    background = rgb_to_lab(np.median(border, axis=0))
+    garment = lab[delta_e_2000(lab, np.broadcast_to(background, lab.shape)) > min_delta_e]
+    if len(garment) == 0:
+        return None
+    items = _palette_items(palette)
+    protos = rgb_to_lab(np.array([rgb for _, rgb in items], dtype=np.float64))
+    d = np.stack([delta_e_2000(garment, np.broadcast_to(p, garment.shape)) for p in protos], axis=1)
+    counts = np.bincount(d.argmin(1), minlength=len(items))
+    return items[int(counts.argmax())][0]

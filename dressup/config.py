@@ -58,6 +58,7 @@ class TrainSpec:
     warmup: int = 10
     duplicates: str = "soft"  # repeated captions in a batch: "soft" (shared target), "distinct", "ignore"
     checkpoint_every: int = 100
+    build: bool = True  # trained by `python -m dressup demo build`; false: only by `python -m dressup train NAME`
 
 
 @dataclass

@@ -28,11 +28,14 @@ BUILDING_FILE = "BUILDING.json"
 def build_key(study: Study) -> str:
     """Everything that changes what the demo build produces."""
     c = study.catalogue
+    recipes = {n: t for n, t in study.train.items() if t.build}  # `build = false` recipes are not the build's
+    used = set(recipes) | {t.init for t in recipes.values()} | {a.encoder for a in study.arms}
+    used |= {a.generator.get("encoder", "") for a in study.arms}
     parts = {
         "version": __version__,
         "catalogue": {k: str(v) for k, v in asdict(c).items()},
-        "train": {n: asdict(t) for n, t in study.train.items()},
-        "encoders": {n: asdict(e) for n, e in study.encoders.items()},
+        "train": {n: asdict(t) for n, t in recipes.items()},
+        "encoders": {n: asdict(e) for n, e in study.encoders.items() if n in used},
         "generators": {a.name: a.generator for a in study.arms if a.kind == "generative"},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -82,13 +85,18 @@ def _local_dir(study: Study, name: str) -> Path:
     return Path(spec[len("local:"):])
 
 
-def train_order(study: Study) -> list[TrainSpec]:
-    """Recipes sorted so each one's ``init`` encoder is trained before it."""
+def train_order(study: Study, *, build_only: bool = False) -> list[TrainSpec]:
+    """Recipes sorted so each one's ``init`` encoder is trained before it (``build_only``: those the demo
+    build trains, i.e. without ``build = false``)."""
     done: set[str] = set()
     order: list[TrainSpec] = []
-    pending = dict(study.train)
+    pending = {n: t for n, t in study.train.items() if t.build or not build_only}
+    for t in pending.values():
+        if build_only and t.init in study.train and not study.train[t.init].build:
+            raise StudyFileError(f"[train.{t.name}] is part of the demo build but starts from [train.{t.init}], "
+                                 f"which has build = false; set build = true on [train.{t.init}] or change init")
     while pending:
-        ready = [t for t in pending.values() if t.init not in study.train or t.init in done]
+        ready = [t for t in pending.values() if t.init not in pending or t.init in done]
         if not ready:
             raise StudyFileError(f"[train.*] recipes form a cycle through {sorted(pending)}")
         for t in ready:
@@ -179,7 +187,7 @@ def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = Fals
                 shutil.rmtree(folder, ignore_errors=True)
             building.write_text(json.dumps({"key": key}))
         ensure_catalogue(study, progress)
-        for spec in train_order(study):
+        for spec in train_order(study, build_only=True):
             if not (_local_dir(study, spec.name) / "encoder.json").is_file() or _checkpoint_behind(study, spec):
                 train_from_spec(study, spec, progress=progress)
         for arm in study.arms:
@@ -192,7 +200,7 @@ def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = Fals
 
 def _outputs(study: Study) -> list[Path]:
     """Folders the build trains into (encoders and GAN checkpoints); the catalogue has its own stamp."""
-    out = [_local_dir(study, name) for name in study.train]
+    out = [_local_dir(study, name) for name, t in study.train.items() if t.build]
     for arm in study.arms:
         if arm.kind == "generative" and arm.generator.get("checkpoint"):
             p = Path(arm.generator["checkpoint"])

@@ -9,6 +9,7 @@ from dressup.colours import (
     COLOUR_TABLE,
     delta_e_2000,
     find_colour_words,
+    garment_colour,
     ground_colour_list,
     ground_colours,
     nearest_colour,
@@ -156,3 +157,23 @@ def test_colour_lists_for_avoiding() -> None:
     words = ["Navy", "khaki", "crimson, mustard", "nothing", "Gray", "navy blue", "denim"]
     assert ground_colour_list(words, P) == ["blue", "brown", "red", "yellow", "grey"]
     assert ground_colour_list(["sand"], P) != []  # given as a colour, a stoplist word is one
+
+
+def test_garment_colour_reads_drawn_garments_from_their_pixels() -> None:
+    """The check the generative arm is judged by must be right on the catalogue's own drawings first."""
+    from dressup.democatalog import draw_garment, sample_garment, sample_pose
+
+    rng = np.random.default_rng(7)
+    right, n = 0, 120
+    for _ in range(n):
+        g = sample_garment(rng)
+        right += garment_colour(draw_garment(g, sample_pose(rng, g), 64), P) == g.colour
+    assert right / n >= 0.75  # measured 0.82 on the demo catalogue; white on off-white is the usual miss
+
+
+def test_garment_colour_ignores_the_background_and_speckles() -> None:
+    img = np.full((64, 64, 3), 235, dtype=np.uint8)  # a light grey product-shot background
+    img[16:48, 20:44] = (20, 40, 230)  # a blue garment
+    img[::7, ::5] = (230, 20, 20)  # red speckles all over: must not win
+    assert garment_colour(img, P) == "blue"
+    assert garment_colour(np.full((8, 8, 3), 200, dtype=np.uint8), P) is None  # nothing stands out
