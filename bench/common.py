@@ -1,5 +1,7 @@
 """What every benchmark needs: timing with repeats and percentiles, memory from ``/proc``, the machine's
-description, Markdown tables, and recording a dated section in ``bench/RESULTS.md``.
+description, Markdown tables, and recording a dated section in ``bench/RESULTS.md``; and, for the benchmarks that
+measure the study app from outside, copies of the demo study file that leave the real results (and, on request,
+the real cache) alone and a ``python app.py`` process to drive.
 
 The machine these run on is shared and often busy, so every timing records CPU time next to wall time
 (CPU time per call barely moves with other processes' load; wall time does), comparisons are made inside one
@@ -13,6 +15,7 @@ import os
 import platform
 import re
 import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -432,3 +435,243 @@ def emit(run: Run, body: str, *, save: bool = True) -> None:
     print(body)
     if save:
         print(f"\nrecorded in {record(run, body)}")
+
+
+# ---------------------------------------------------------------------------------------------- the app
+DEMO_STUDY = REPO / "assets" / "demo.toml"
+PHOTOS = REPO.parent / "shared" / "photos"  # real participant photos, beside the clone
+APP_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    """This process's environment with no network for models and no analytics, as the benchmarks run the app."""
+    return {**os.environ, **APP_ENV, **extra}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) another process has used so far; NaN once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_memory_mb(pid: int) -> tuple[float, float]:
+    """Another process's resident memory now (VmRSS) and at its peak so far (VmHWM), MiB."""
+    return _status_mb("VmRSS", pid), _status_mb("VmHWM", pid)
+
+
+@dataclass
+class AppProcess:
+    """``python app.py`` running in a subprocess on a loopback port (``start_app``)."""
+
+    proc: subprocess.Popen
+    url: str
+    log_path: Path
+    ready_s: float = float("nan")  # from the process start until GET /config first answered 200
+    ready_cpu_s: float = float("nan")  # the app's CPU seconds at that moment
+    marks: dict[str, float] = field(default_factory=dict)  # log line marker -> seconds after start it appeared
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s; only this process, which this module started."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+    def __enter__(self) -> "AppProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_app(study: Path, folder: Path, *, timeout_s: float = 3600, marks: Sequence[str] = (),
+              poll_s: float = 0.1, heartbeat_s: float = 60, say: Callable[[str], None] = print) -> AppProcess:
+    """Start ``python app.py --study STUDY`` on a free loopback port, with Gradio's temp files and the log under
+    ``folder``, and return once GET /config answers (``ready_s`` says when). ``marks`` are log lines to time
+    (the first line containing each). Raises RuntimeError with the log's tail if the app exits or does not
+    answer within ``timeout_s``; every ``heartbeat_s`` it says what the log shows last, since a demo study
+    whose models are not built yet builds them first (minutes)."""
+    import urllib.request
+
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = folder / f"app-{port}.log"
+    env = offline_env(GRADIO_TEMP_DIR=str(folder / "gradio"))
+    log = open(log_path, "w", encoding="utf-8")
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--study", str(study), "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    app = AppProcess(proc, f"http://127.0.0.1:{port}/", log_path)
+    next_beat = started + heartbeat_s
+    try:
+        while True:
+            now = time.perf_counter()
+            if marks and len(app.marks) < len(marks):
+                text = app.log_tail(1 << 20)
+                for m in marks:
+                    if m not in app.marks and m in text:
+                        app.marks[m] = now - started
+            if proc.poll() is not None:
+                raise RuntimeError(f"the app exited with {proc.returncode}; its log ({log_path}) ends:\n"
+                                   f"{app.log_tail()}")
+            try:
+                with urllib.request.urlopen(app.url + "config", timeout=5) as r:
+                    if r.status == 200:
+                        app.ready_s, app.ready_cpu_s = time.perf_counter() - started, process_cpu_s(proc.pid)
+                        return app
+            except OSError:
+                pass
+            if now - started > timeout_s:
+                raise RuntimeError(f"the app did not answer GET /config within {timeout_s:.0f} s; its log "
+                                   f"({log_path}) ends:\n{app.log_tail()}")
+            if now > next_beat:
+                last = [ln for ln in re.split(r"[\r\n]+", app.log_tail(2000)) if ln.strip()]
+                tail = last[-1][:160] if last else "(empty)"
+                say(f"  ... app not answering yet after {now - started:.0f} s; log: {tail}")
+                next_beat = now + heartbeat_s
+            time.sleep(poll_s)
+    except BaseException:
+        app.stop()
+        raise
+
+
+def demo_build_state(study_path: Path = DEMO_STUDY) -> str:
+    """'built' when the demo models under the study's cache match its file; else what the app will do at start."""
+    import fcntl
+
+    from dressup.config import load_study
+    from dressup.demo import is_built
+
+    study = load_study(study_path)
+    if is_built(study):
+        return "built"
+    lock = study.cache_dir / ".build.lock"
+    if lock.is_file():
+        with open(lock, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            except OSError:
+                return "building"  # another process holds the build lock: the app will wait for it
+    return "missing"
+
+
+def _toml_string(value: str) -> str:
+    import json
+
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def demo_study_copy(folder: Path, *, fresh_cache: bool = False, source: Path = DEMO_STUDY) -> Path:
+    """A copy of the demo study file in ``folder/study/`` whose answers go to ``folder/results``.
+
+    ``fresh_cache=False``: it uses the real models. The cache folder, catalogue and encoder folders become
+    absolute paths to the real ones; the generative arm's checkpoint stays as written (the demo build's key
+    hashes that text, and another key would make the app rebuild, and so delete, the real models) and a
+    symlink under ``folder`` makes it resolve to the real checkpoint. The copy is checked to have the real
+    build key.
+
+    ``fresh_cache=True``: everything the build writes (cache, catalogue, encoder folders, GAN checkpoint: the
+    paths under the real cache folder) moves to the same place under ``folder/cache``; other relative paths
+    (``config:`` model configs) become absolute. The copy is checked to write nothing outside ``folder``.
+    """
+    import tomllib
+
+    from dressup.config import load_study
+    from dressup.demo import build_key
+
+    folder = Path(folder).resolve()
+    text = source.read_text(encoding="utf-8")
+    raw = tomllib.loads(text)
+    base = source.resolve().parent
+    out_dir = folder / "study"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / source.name
+
+    def resolve(value: str) -> Path:
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (base / p).resolve()
+
+    real_cache = resolve(raw["study"].get("cache_dir", "../cache"))
+    new_cache = folder / "cache" if fresh_cache else real_cache
+
+    def moved(value: str) -> Path:
+        p = resolve(value)
+        return new_cache / p.relative_to(real_cache) if fresh_cache and p.is_relative_to(real_cache) else p
+
+    swaps = {"results_dir": (raw["study"].get("results_dir", "../results"), folder / "results"),
+             "cache_dir": (raw["study"].get("cache_dir", "../cache"), new_cache),
+             "catalogue.root": (raw["catalogue"]["root"], moved(raw["catalogue"]["root"]))}
+    for name, e in raw.get("encoders", {}).items():
+        for scheme in ("local:", "config:"):
+            if e["spec"].startswith(scheme):
+                swaps[f"encoders.{name}"] = (e["spec"], scheme + str(moved(e["spec"][len(scheme):])))
+    checkpoints = {name: a["generator"]["checkpoint"] for name, a in raw.get("arms", {}).items()
+                   if isinstance(a.get("generator"), dict) and a["generator"].get("checkpoint")}
+    for name, ckpt in checkpoints.items():
+        if fresh_cache:
+            swaps[f"arms.{name}.generator.checkpoint"] = (ckpt, moved(ckpt))
+        elif not Path(ckpt).is_absolute():
+            link = Path(os.path.normpath(out_dir / ckpt))
+            if not link.is_relative_to(folder):
+                raise ValueError(f"checkpoint {ckpt!r} of [arms.{name}] would resolve outside {folder} from the copy")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(resolve(ckpt), target_is_directory=True)
+    for key, (old, new) in swaps.items():
+        text, n = re.subn(re.escape(_toml_string(old)), lambda _m, s=_toml_string(str(new)): s, text)
+        if not n:
+            raise ValueError(f"{source}: could not find {key} = {old!r} written as a plain string to rewrite")
+    out.write_text(text, encoding="utf-8")
+
+    copy, real = load_study(out), load_study(source)
+    assert copy.results_dir == folder / "results", copy.results_dir
+    if fresh_cache:
+        written = [copy.cache_dir, copy.catalogue.root]
+        written += [Path(e.spec[len("local:"):]) for e in copy.encoders.values() if e.spec.startswith("local:")]
+        written += [Path(c) for c in (a.generator.get("checkpoint") for a in copy.arms if a.generator) if c]
+        outside = [p for p in written if not p.is_relative_to(folder)]
+        if outside:
+            raise ValueError(f"the fresh-cache copy {out} would still write outside {folder}: {outside}")
+    else:
+        if build_key(copy) != build_key(real):
+            raise ValueError(f"the copy {out} has another demo build key than {source}: starting the app on it "
+                             f"would rebuild the real models under {real.cache_dir}")
+        for name, ckpt in checkpoints.items():
+            assert (out_dir / ckpt).resolve() == resolve(ckpt), (name, ckpt)
+    return out
+
+
+def photos(n: int = 2, offset: int = 0) -> list[Path]:
+    """``n`` of the shared participant photos, starting at ``offset`` (wrapping), so calls can vary them."""
+    found = sorted(PHOTOS.glob("*.jpg"))
+    if len(found) < n:
+        raise FileNotFoundError(f"need {n} JPEG photos in {PHOTOS} (the shared/ folder beside the clone)")
+    return [found[(offset + i) % len(found)] for i in range(n)]

@@ -29,3 +29,16 @@ def test_a_build_recipe_cannot_start_from_one_the_build_skips():
     study.train["finetuned"] = dataclasses.replace(study.train["finetuned"], init="swin")
     with pytest.raises(StudyFileError, match=r"build = false"):
         train_order(study, build_only=True)
+
+
+def test_a_copy_of_the_study_file_pointing_at_the_same_cache_has_the_same_key(tmp_path):
+    """Otherwise starting the app on a copy would wipe and retrain the real cache (found by bench/study_latency)."""
+    study = load_study(DEMO)
+    text = DEMO.read_text()
+    for rel in ('"../cache/demo/gan"', '"../cache/demo"', '"../cache/demo/catalogue"', '"../results/demo"'):
+        text = text.replace(rel, '"' + str((DEMO.parent / rel.strip('"')).resolve()) + '"')
+    text = text.replace('"local:../', '"local:' + str(DEMO.parent.parent) + '/')
+    text = text.replace('"config:models/', '"config:' + str(DEMO.parent / "models") + '/')
+    copy = tmp_path / "copy.toml"
+    copy.write_text(text)
+    assert build_key(load_study(copy)) == build_key(study)
