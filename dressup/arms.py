@@ -12,7 +12,7 @@ How text and photos are combined (``QuerySpec.fusion``):
   weight.
 - ``rrf``: one search per modality (text, each photo), merged by reciprocal rank fusion. Robust when the
   modalities disagree in scale, but an item has to rank well in separate lists.
-The default was chosen by measurement (``python -m dressup evaluate --fusion``; figures in README).
+The default was chosen by measurement (``python -m dressup evaluate --parts fusion``; figures in README).
 
 Constraints (menswear/womenswear, colours to avoid) are filters applied inside the faiss search, never a
 post-hoc shortening: four items always come back, or ``NotEnoughItems`` says why not.
