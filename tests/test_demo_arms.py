@@ -98,6 +98,6 @@ def test_demo_gan_draws_the_colour_it_is_asked_for(demo_study, demo_arms):
     mean, _ = colour_fidelity(net, load_encoder(demo_study.encoder(g["encoder"])), list(CATALOGUE_COLOURS),
                               categories, prompts=50)
     print(f"DCGAN: images of 4 carrying the asked colour, over 50 prompts: {mean:.2f}")
-    # Target (issue 4): >= 3.0. Measured at the build's 300 steps: 2.42 with the projection discriminator
-    # (0.76 with Reed et al.'s concatenation); asserted at the level the shipped recipe reaches.
-    assert mean >= 2.0
+    # Target (issue 4): >= 3.0. Measured on this build (500 steps, projection discriminator): 3.50; 300 steps
+    # gave 2.82, and Reed et al.'s concatenation 0.76 at 300.
+    assert mean >= 3.0
