@@ -4,7 +4,8 @@
 
 The study file comes from --study, else $DRESSUP_STUDY, else assets/demo.toml. Every arm is loaded before
 the page is served, so a model that cannot load stops the start with a message naming the arm and the fix
-instead of failing in front of a participant.
+instead of failing in front of a participant; likewise a results folder that cannot take answers (read-only,
+full) stops the start instead of losing answers later.
 """
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ import argparse
 import logging
 import sys
 
-from dressup.arms import ArmLoadError, build_arms
 from dressup.config import StudyFileError, load_study
-from study.session import Sessions
-from study.ui import build_ui, launch
+from study.session import ResultsFolderError, Sessions, check_results_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         study = load_study(args.study)
-        arms = build_arms(study, progress=True)
-    except (StudyFileError, ArmLoadError) as e:
+        check_results_folder(study)
+    except (StudyFileError, ResultsFolderError) as e:
         print(f"dressup: cannot start the study: {e}", file=sys.stderr)
         return 2
-    sessions = Sessions(study, arms)
+    # torch, the models and Gradio load only now, so a bad study file or results folder is reported at once
+    from dressup.arms import ArmLoadError, build_arms
+    from study.ui import build_ui, launch
+
+    try:
+        arms = build_arms(study, progress=True)
+        sessions = Sessions(study, arms)
+    except ArmLoadError as e:
+        print(f"dressup: cannot start the study: {e}", file=sys.stderr)
+        return 2
     print(f"study {study.name!r}: {len(arms)} arms ready; results in {study.results_dir}", flush=True)
     launch(build_ui(sessions), sessions, host=args.host, port=args.port)
     return 0

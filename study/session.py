@@ -17,6 +17,7 @@ is written for them and never names an arm.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import io
@@ -25,6 +26,8 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import sqlite3
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ from dressup.grid import fit_cell
 from dressup.images import ImageError, load_image
 from dressup.records import Preference, Shown
 from study.design import assignment
-from study.schema import GRID_SIZE, LETTERS
+from study.schema import GRID_SIZE, LETTERS, connect
 from study.store import AnswerRefused, ShownRow, Store
 
 log = logging.getLogger(__name__)
@@ -53,10 +56,60 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _CODE_RE = re.compile(r"^DU-[0-9A-F]{8}$")
 _PNG = PngImagePlugin.PngInfo()  # empty: no text chunks, the same call Gradio makes for format="png"
+# Free space the results folder must have at start: a session keeps up to 4 JPEG uploads and 16 PNG cells
+# (well under 2 MB), so this is room for a few hundred sessions before anything can fail for want of disk.
+MIN_FREE_MB = 200
 
 
 class ParticipantError(ValueError):
     """Something the participant can fix; the message is written for them and never names an arm."""
+
+
+class ResultsFolderError(RuntimeError):
+    """The results folder cannot take answers (read-only, full, not a folder); the message names the fix."""
+
+
+def check_results_folder(study: Study, min_free_mb: float = MIN_FREE_MB) -> None:
+    """Refuse to start unless every folder answers are written to can be written now and has room.
+
+    Answers are committed one by one while participants work; a folder that cannot take them would turn
+    every answer into an error in front of a participant (or, worse, a study that looks fine and records
+    nothing). So the database, uploads and stimuli folders are each created and probed with a real
+    write + fsync at start, the database is opened for writing, and free space is checked.
+    """
+    fix = f"make it writable (or set results_dir in {study.path.name} to a writable folder) and start again"
+    root = study.results_dir
+    for folder in (root, root / "uploads", root / "stimuli"):
+        probe = folder / f".write-probe-{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(probe, "wb") as f:
+                f.write(b"probe")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            why = "free some disk space or set results_dir to a larger disk" if e.errno == errno.ENOSPC else fix
+            raise ResultsFolderError(f"the results folder {folder} cannot be written ({e.strerror or e}); {why}") from e
+        finally:
+            try:
+                probe.unlink(missing_ok=True)
+            except OSError:
+                pass
+    free_mb = shutil.disk_usage(root).free / 2 ** 20
+    if free_mb < min_free_mb:
+        raise ResultsFolderError(
+            f"the results folder {root} has only {free_mb:.1f} MB free, under the {min_free_mb:g} MB a study needs "
+            "to record answers and photos; free some disk space or set results_dir to a larger disk")
+    try:
+        conn = connect(study.db_path)  # as the store opens it: WAL, schema created if new
+        try:  # a real page write, rolled back: SQLite opens a read-only file without complaint until then
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise ResultsFolderError(f"the study database {study.db_path} cannot be written ({e}); {fix}") from e
 
 
 class Arm(Protocol):

@@ -319,7 +319,13 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             sid = _session_of(visit)
             fbs, order, overall_text = values[: len(letters)], values[len(letters):-1], values[-1]
             if sessions.store.session(sid).status != "completed":
-                if not sessions.answer_ranking(sid, list(order)):
+                try:
+                    ranked = sessions.answer_ranking(sid, list(order))
+                except AnswerRefused:
+                    if sessions.store.session(sid).status != "completed":
+                        raise
+                    ranked = True  # a concurrent Finish (a double click, a second tab) completed it first
+                if not ranked:
                     raise ParticipantError("Please rank the models: choose the best, then the second, and so on.")
             p = sessions.finish(sid, {**dict(zip(letters, fbs)), "": overall_text})
             return render(visit, p, "done")

@@ -15,6 +15,7 @@ import atexit
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -353,3 +354,253 @@ def assert_answers_stored(conn: sqlite3.Connection, sid: str, a: Answers) -> Non
     assert pref[0] == a.text
     shown = conn.execute("SELECT COUNT(*) FROM shown WHERE session_id = ?", (sid,)).fetchone()[0]
     assert shown == 16
+
+
+# --- reliability checks (tests/test_reliability_*.py, bench/faults.py, bench/load.py) ------------------------
+ANSWER_TABLES = ("sessions", "assignments", "preferences", "uploads", "shown", "relevance", "ratings", "ranks",
+                 "feedback")
+
+
+def db_rows(db_path: Path) -> dict[str, set[tuple]]:
+    """Every row of every answer table (events excluded: they only grow), to prove later that none was lost
+    or changed. Opened read-only, so a check can never repair or hide damage."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return {t: set(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in ANSWER_TABLES}
+    finally:
+        conn.close()
+
+
+def lost_rows(before: dict[str, set[tuple]], after: dict[str, set[tuple]]) -> dict[str, set[tuple]]:
+    """Rows present (exactly) before that are missing or changed after, per table; empty when nothing was lost."""
+    return {t: rows - after.get(t, set()) for t, rows in before.items() if rows - after.get(t, set())}
+
+
+def integrity_check(db_path: Path) -> str:
+    """SQLite's own full check of the file ('ok' when sound), read-only: it opens the database as the next
+    start of the app would, after a crash, and reads every page."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check").fetchall())
+    finally:
+        conn.close()
+
+
+def app_answers(app: RunningApp) -> bool:
+    """The app process is alive and still serves its page config."""
+    if app.proc.poll() is not None:
+        return False
+    try:
+        with urllib.request.urlopen(app.url + "config", timeout=30) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One answer the server acknowledged (the call returned without error): it must be in the database."""
+
+    session_id: str
+    kind: str  # preference | wear | rate | feedback | rank | done
+    letter: str = ""
+    value: Any = None
+
+
+def answer_until_stopped(url: str, k: int, acks: list[Ack], stop: threading.Event) -> None:
+    """One participant through the API who records every acknowledged answer in ``acks`` and goes on with
+    new sessions until ``stop`` is set or the server dies under them (then it simply returns)."""
+    try:
+        while not stop.is_set():
+            c = client(url)
+            a = Answers.make(k, tag=f"-{len(acks)}")
+            sid = value(outputs(c.predict(api_name="/consent"))["link"])
+            give_preference(c, a.text)
+            acks.append(Ack(sid, "preference", value=a.text))
+            for x in LETTERS4:
+                if stop.is_set():
+                    return
+                c.predict(*a.wear[x], api_name=f"/wear_{x}")
+                acks.append(Ack(sid, "wear", x, tuple(a.wear[x])))
+                c.predict(a.ratings[x], api_name=f"/rate_{x}")
+                acks.append(Ack(sid, "rate", x, a.ratings[x]))
+                c.predict(a.feedback[x], api_name=f"/feedback_{x}")
+                acks.append(Ack(sid, "feedback", x, a.feedback[x]))
+            c.predict(*a.ranking[:3], api_name="/rank")
+            acks.append(Ack(sid, "rank", value=tuple(a.ranking)))
+            done = finish(c, a)
+            acks.append(Ack(sid, "done", value=value(done["done"]).split("**")[1]))
+    except Exception:  # noqa: BLE001 — the server was killed under this participant, as intended
+        return
+
+
+def missing_acks(db_path: Path, acks: list[Ack]) -> list[Ack]:
+    """The acknowledged answers the database does not hold exactly as acknowledged."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    missing = []
+    try:
+        for ack in acks:
+            sid, x = ack.session_id, ack.letter
+            if ack.kind == "preference":
+                row = conn.execute("SELECT text FROM preferences WHERE session_id = ?", (sid,)).fetchone()
+                ok = row is not None and row[0] == ack.value
+            elif ack.kind == "wear":
+                rel = dict(conn.execute("SELECT position, relevant FROM relevance WHERE session_id = ? AND letter = ?",
+                                        (sid, x)).fetchall())
+                ok = rel == {j + 1: int(m == "Yes") for j, m in enumerate(ack.value)}
+            elif ack.kind == "rate":
+                row = conn.execute("SELECT rating FROM ratings WHERE session_id = ? AND letter = ?", (sid, x)).fetchone()
+                ok = row is not None and row[0] == ack.value
+            elif ack.kind == "feedback":
+                row = conn.execute("SELECT text FROM feedback WHERE session_id = ? AND letter = ?", (sid, x)).fetchone()
+                ok = row is not None and row[0] == ack.value
+            elif ack.kind == "rank":
+                ranks = dict(conn.execute("SELECT letter, rank FROM ranks WHERE session_id = ?", (sid,)).fetchall())
+                ok = ranks == {letter: i + 1 for i, letter in enumerate(ack.value)}
+            else:
+                row = conn.execute("SELECT status, completion_code FROM sessions WHERE session_id = ?", (sid,)).fetchone()
+                ok = row is not None and tuple(row) == ("completed", ack.value)
+            if not ok:
+                missing.append(ack)
+    finally:
+        conn.close()
+    return missing
+
+
+WRITER_ARMS = ("arm0", "arm1", "arm2", "arm3")
+
+
+def store_writer(db_path: str, study: str, threads: int = 4) -> None:
+    """The app's write path without the app (``python -c``, killed by a test): ``threads`` workers, as Gradio's,
+    share one ``Store`` and give whole sessions of answers. Each answer is printed as a JSON line only after
+    its call returned, i.e. after COMMIT: a printed answer is an acknowledged one."""
+    import random as _random
+
+    from study.store import Store
+
+    store = Store(db_path, study)
+    out = threading.Lock()
+
+    def ack(**kw: Any) -> None:
+        with out:
+            sys.stdout.write(json.dumps(kw) + "\n")
+            sys.stdout.flush()
+
+    def worker(t: int) -> None:
+        rng = _random.Random(f"{os.getpid()}-{t}")
+        n = 0
+        while True:
+            n += 1
+            sid = store.create_session(f"w{os.getpid()}-{t}-{n}", order_index=n, seed=t,
+                                       assignments=dict(zip(LETTERS4, WRITER_ARMS)))
+            ack(sid=sid, kind="session")
+            for x in LETTERS4:
+                marks = [rng.random() < 0.5 for _ in range(4)]
+                for pos, m in enumerate(marks, 1):
+                    store.answer_relevance(sid, x, pos, m)
+                ack(sid=sid, kind="wear", letter=x, value=["Yes" if m else "No" for m in marks])
+                rating = rng.randint(1, 10)
+                store.answer_rating(sid, x, rating)
+                ack(sid=sid, kind="rate", letter=x, value=rating)
+                text = f"{sid} {x} " + "".join(rng.choice("abcdefgh <>&\"'") for _ in range(rng.randint(10, 3000)))
+                store.answer_feedback(sid, x, text)
+                ack(sid=sid, kind="feedback", letter=x, value=text)
+            order = rng.sample(list(LETTERS4), 4)
+            store.answer_ranking(sid, {x: i + 1 for i, x in enumerate(order)})
+            ack(sid=sid, kind="rank", value=order)
+
+    pool = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+
+
+@dataclass
+class KillRound:
+    """One SIGKILL of a writer: what it had acknowledged, whether the database then opened and checked clean."""
+
+    acknowledged: int
+    integrity: str
+    lost: int
+
+
+def kill_store_writer(db_path: Path, rounds: int, *, seed: int = 0, max_acks: int = 120) -> list[KillRound]:
+    """Start ``store_writer`` on ``db_path``, SIGKILL it after a random number of acknowledged answers, reopen the
+    database the way the app does (read-write, WAL recovery, schema), run PRAGMA integrity_check and compare with
+    every answer ever acknowledged; ``rounds`` times on the same file."""
+    import random as _random
+
+    from study.schema import connect
+
+    rng = _random.Random(seed)
+    acks: list[Ack] = []
+    out = []
+    for _ in range(rounds):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from tests.app_fixtures import store_writer; "
+             "store_writer(sys.argv[1], 'kill-loop')", str(db_path)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        def take(line: str) -> None:
+            a = json.loads(line)
+            if a["kind"] != "session":
+                v = tuple(a["value"]) if isinstance(a["value"], list) else a["value"]
+                acks.append(Ack(a["sid"], a["kind"], a.get("letter", ""), v))
+
+        target, got = rng.randint(1, max_acks), 0
+        try:
+            while got < target:
+                line = proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"writer exited early:\n{proc.stderr.read()[-3000:]}")
+                take(line)
+                got += 1
+            time.sleep(rng.random() * 0.05)  # land the kill at any point of a transaction, not just after a print
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            # lines printed between our last read and the kill were acknowledged too: they count
+            for line in proc.stdout.read().splitlines(keepends=True):
+                if line.endswith("\n"):
+                    take(line)
+            proc.stdout.close()
+            proc.stderr.close()
+        conn = connect(db_path)  # what the restarted app does first
+        try:
+            integrity = "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check").fetchall())
+        finally:
+            conn.close()
+        out.append(KillRound(len(acks), integrity, len(missing_acks(db_path, acks))))
+    return out
+
+
+def can_unshare() -> bool:
+    """Whether this machine lets us make a user + mount namespace (to mount read-only folders and tiny tmpfs
+    without root); tests that need one skip, saying so, where it does not."""
+    if not shutil.which("unshare"):
+        return False
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || "
+                        "mount -t tmpfs -o size=64k tmpfs /tmp"], capture_output=True, timeout=30)
+    return r.returncode == 0
+
+
+def study_with_results(tmp_path: Path, results: Path) -> Path:
+    """The tiny study with its results folder at ``results`` (models and indexes shared, so no rebuild)."""
+    study = tiny_study().path
+    text = study.read_text().replace('results_dir = "results"', f'results_dir = "{results}"')
+    for key in ("root", "cache_dir"):
+        for rel in ('"catalogue"', '"cache"'):
+            text = text.replace(f"{key} = {rel}", f'{key} = "{study.parent / rel.strip(chr(34))}"')
+    out = tmp_path / "study.toml"
+    out.write_text(text)
+    shutil.copy(study.parent / "numbatclip-tiny.json", tmp_path)
+    (tmp_path / "gan").symlink_to(study.parent / "gan")
+    return out
+
+
+def start_in_namespace(setup: str, study: Path) -> subprocess.CompletedProcess:
+    """``python app.py`` inside a fresh user + mount namespace after the shell commands ``setup``."""
+    app = " ".join(map(shlex.quote, [sys.executable, str(REPO / "app.py"), "--study", str(study), "--port", "1"]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    return subprocess.run(["unshare", "-rm", "sh", "-c", f"set -e; {setup}; exec {app}"], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env=env)
