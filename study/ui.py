@@ -124,6 +124,12 @@ def _session_of(visit: Visit | None) -> str:
     return visit.session_id
 
 
+# Gradio keeps every uploaded original (EXIF and GPS included) and every served picture in its temp folder,
+# reachable by anyone holding the URL. The study keeps its own cleaned copies under results/, so Gradio's are
+# only needed while a page shows them: delete them hourly once an hour old (and all of them at restart).
+TEMP_FILE_CLEANUP = (3600, 3600)  # (every seconds, older than seconds): gr.Blocks(delete_cache=...)
+
+
 def build_ui(sessions: Sessions) -> gr.Blocks:
     """The participant page (and, when its password env var is set, the researcher page at /researcher)."""
     study = sessions.study
@@ -131,7 +137,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
     letters = list(LETTERS[: len(sessions.arm_names)])
     letter_choices = [(f"Model {x}", x) for x in letters]
 
-    with gr.Blocks(title="Dress-UP study", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Dress-UP study", analytics_enabled=False, delete_cache=TEMP_FILE_CLEANUP) as demo:
         visit_state = gr.State(None)
 
         # --- 1. welcome and consent -----------------------------------------------------------------
