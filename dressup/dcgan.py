@@ -206,6 +206,11 @@ def _as_unit(pixels: torch.Tensor) -> torch.Tensor:
     return x / 127.5 - 1.0 if pixels.dtype == torch.uint8 else x * 2.0 - 1.0
 
 
+def to_pixels(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, C, S, S] on the CPU from generator outputs in [-1, 1] (the inverse of ``_as_unit``)."""
+    return ((x.detach() + 1) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu()
+
+
 def _step_rng(seed: int, step: int, what: str) -> torch.Generator:
     digest = hashlib.sha256(f"dressup-dcgan/{seed}/{step}/{what}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") & (2**63 - 1))
@@ -265,6 +270,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 @torch.no_grad()
+def generator_from_checkpoint(ck: dict[str, Any]) -> ConditionalGenerator:
+    """The trained generator of a ``read_checkpoint`` result, in eval mode. Checkpoints written before
+    ``DCGANConfig.conditioning`` existed were trained with concatenation and load as such."""
+    net = ConditionalGenerator(DCGANConfig(**{"conditioning": "concat", **ck["state"]["config"]}))
+    net.load_state_dict(ck["generator"])
+    return net.eval()
+
+
 def sample_sheet(g: ConditionalGenerator, embeddings: torch.Tensor, columns: int = 8, seed: int = 0) -> Image.Image:
     """A PNG-ready grid: one row per text embedding, one column per noise (the same noises in every row)."""
     was_training = g.training
@@ -273,7 +286,7 @@ def sample_sheet(g: ConditionalGenerator, embeddings: torch.Tensor, columns: int
     z = torch.randn(columns, g.cfg.noise_dim, generator=torch.Generator().manual_seed(seed))
     rows = [g(z.to(dev), e[None].expand(columns, -1).to(dev)) for e in embeddings.float()]
     g.train(was_training)
-    x = ((torch.cat(rows) + 1) * 127.5).clamp(0, 255).to(torch.uint8).cpu()
+    x = to_pixels(torch.cat(rows))
     n, c, s, _ = x.shape
     pad = 2
     sheet = torch.full((c, len(rows) * (s + pad) + pad, columns * (s + pad) + pad), 255, dtype=torch.uint8)
@@ -558,7 +571,6 @@ class DCGANGenerator(Generator):
         """Load ``checkpoint.pt`` (or the folder holding it) and check the encoder is the one it was trained
         with (same embedding of a probe text)."""
         ck = read_checkpoint(path)
-        cfg = DCGANConfig(**{"conditioning": "concat", **ck["state"]["config"]})  # older checkpoints: concat
         meta = ck["state"].get("meta", {})
         probe = meta.get("probe_embedding")
         if probe is not None:
@@ -568,8 +580,7 @@ class DCGANGenerator(Generator):
                 raise GeneratorSettingsError(
                     f"the DCGAN at {ck['path']} was trained with another text encoder ({meta.get('encoder')}); "
                     f"set the arm's encoder to that one, or retrain with `python -m dressup train-gan`")
-        net = ConditionalGenerator(cfg)
-        net.load_state_dict(ck["generator"])
+        net = generator_from_checkpoint(ck)
         digest = hashlib.sha256(Path(ck["path"]).read_bytes()).hexdigest()[:16]
         return cls(net, encoder, model_id=f"dcgan:{digest}", palette=palette, candidates=candidates, scorer=scorer,
                    device=device)
@@ -604,7 +615,7 @@ class DCGANGenerator(Generator):
         z = torch.stack([torch.randn(self.net.cfg.noise_dim, generator=torch.Generator().manual_seed(s))
                          for s in seeds]).to(self.device)
         t = prompt.condition[None].expand(n, -1).to(self.device)
-        x = ((self.net(z, t) + 1) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu()
+        x = to_pixels(self.net(z, t))
         arr = x.permute(0, 2, 3, 1).numpy()
         mode = "RGB" if arr.shape[-1] == 3 else "L"
         return [Drawn(Image.fromarray(a if mode == "RGB" else a[..., 0], mode).convert("RGB"), s)
@@ -629,7 +640,7 @@ def colour_fidelity(net: ConditionalGenerator, encoder: TextImageEncoder, colour
     with torch.no_grad():
         out = net(z, emb.repeat_interleave(per_prompt, 0))
     net.train(was)
-    pixels = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    pixels = to_pixels(out).permute(0, 2, 3, 1).numpy()
     rows = []
     for i, (c, g) in enumerate(asked):
         seen = [garment_colour(pixels[i * per_prompt + j], palette) for j in range(per_prompt)]

@@ -14,10 +14,11 @@ from dressup.catalog import Catalog
 from dressup.colours import CATALOGUE_COLOURS
 from dressup.config import EncoderSpec
 from dressup.dcgan import (CHECKPOINT, ConditionalDiscriminator, ConditionalGenerator, DCGANConfig, DCGANError,
-                           DCGANGenerator, colour_fidelity, embed_texts, layout, read_checkpoint, train_dcgan,
-                           train_dcgan_on_catalogue)
+                           DCGANGenerator, colour_fidelity, embed_texts, generator_from_checkpoint, layout,
+                           read_checkpoint, train_dcgan, train_dcgan_on_catalogue)
 from dressup.generators import GeneratorSettingsError, image_seed, load_generator
 from dressup.records import Item, Preference
+from tests.tiny_models import TINY_RESNET_CLIP, write_tiny_config
 
 SMALL = dict(g_width=8, d_width=8, noise_dim=16, cond_dim=8)
 
@@ -97,9 +98,7 @@ def test_generator_learns_the_colour_its_text_asks_for(tmp_path):
     # Solid squares have no variety for the mode-seeking term to find, so it is off here.
     path = train_dcgan(x, emb, tmp_path, steps=150, batch_size=32, image_size=32, lr=1e-3, checkpoint_every=150,
                        progress=False, config=cfg, diversity=0.0)
-    g = ConditionalGenerator(cfg)
-    g.load_state_dict(read_checkpoint(path)["generator"])
-    g.eval()
+    g = generator_from_checkpoint(read_checkpoint(path))
     z = torch.randn(16, cfg.noise_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         as_red = g(z, emb[0].expand(16, -1))
@@ -153,9 +152,7 @@ def test_mode_seeking_keeps_the_noise_in_use(tmp_path):
     for diversity in (0.0, 1.0):
         path = train_dcgan(x, emb, tmp_path / str(diversity), steps=60, batch_size=32, image_size=32, lr=1e-3,
                            checkpoint_every=60, progress=False, config=cfg, diversity=diversity)
-        g = ConditionalGenerator(cfg)
-        g.load_state_dict(read_checkpoint(path)["generator"])
-        g.eval()
+        g = generator_from_checkpoint(read_checkpoint(path))
         z = torch.randn(16, cfg.noise_dim, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             out = g(z, emb[0].expand(16, -1))
@@ -190,11 +187,7 @@ def tiny_encoders(tmp_path_factory):
     """Two real open_clip encoders from a tiny random config, differing only in their seed."""
     from dressup.encoders import load_encoder
 
-    path = tmp_path_factory.mktemp("enc") / "dressup-test-tiny-gan.json"
-    path.write_text(json.dumps({
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None},
-        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}))
+    path = write_tiny_config(tmp_path_factory.mktemp("enc"), "dressup-test-tiny-gan", TINY_RESNET_CLIP)
     return [load_encoder(EncoderSpec(name=f"tiny{s}", spec=f"config:{path}", options={"seed": s})) for s in (0, 1)]
 
 

@@ -2,8 +2,6 @@
 test recipe): nothing is downloaded, each generation takes a fraction of a second on the CPU."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -19,6 +17,7 @@ from dressup.generators import (NEGATIVE_PROMPT, PLACEHOLDER_RGB, PROMPT_TEMPLAT
                                 PreferenceScorer, SD15Generator, SDSettings, colour_prompts, garment_colour,
                                 image_seed, load_generator, scheduler_class, sd_dtype, tiny_sd_pipeline)
 from dressup.records import Preference
+from tests.tiny_models import TINY_RESNET_CLIP, write_tiny_config
 
 TINY = dict(kind="sd15", width=64, height=64, steps=2, scheduler="DDIM", progress=False)
 
@@ -76,11 +75,7 @@ def tiny_encoder(tmp_path_factory):
     """A real open_clip encoder with a tiny random config (dressup.encoders' config: door)."""
     from dressup.encoders import load_encoder
 
-    path = tmp_path_factory.mktemp("enc") / "dressup-test-tiny-gen.json"
-    path.write_text(json.dumps({
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None},
-        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}))
+    path = write_tiny_config(tmp_path_factory.mktemp("enc"), "dressup-test-tiny-gen", TINY_RESNET_CLIP)
     return load_encoder(EncoderSpec(name="tiny", spec=f"config:{path}"))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import random
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image, features
 
 from dressup.images import ImageError, image_info, load_image
+from tests.crafted_images import huge_png
 
 PHOTOS = sorted(Path("/work/shared/photos").glob("*.jpg"))
 
@@ -26,19 +26,6 @@ def _jpeg_bytes(im: Image.Image, **kw) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=95, **kw)
     return buf.getvalue()
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _huge_png(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of width x height that is tiny on disk (all rows zero compress to almost nothing)."""
-    row = b"\x00" * (1 + (width + 7) // 8)
-    comp = zlib.compressobj(9)
-    body = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
 
 
 def test_real_phone_photos_load_as_rgb() -> None:
@@ -59,7 +46,7 @@ def test_bytes_and_streams_are_accepted() -> None:
 def test_image_info_reads_the_header_only() -> None:
     fmt, w, h = image_info(PHOTOS[0])
     assert fmt == "JPEG" and (w, h) == (255, 341)
-    assert image_info(_huge_png(20000, 20000)) == ("PNG", 20000, 20000)
+    assert image_info(huge_png(20000, 20000)) == ("PNG", 20000, 20000)
 
 
 def test_empty_file_is_refused(tmp_path: Path) -> None:
@@ -117,7 +104,7 @@ def test_lying_png_header_is_refused() -> None:
 
 
 def test_huge_image_is_refused_from_its_header_with_size_and_limit() -> None:
-    data = _huge_png(20000, 20000)
+    data = huge_png(20000, 20000)
     assert len(data) < 200_000
     with pytest.raises(ImageError, match=r"20000x20000 = 400\.0 megapixels, over the limit of 40 megapixels"):
         load_image(data)
@@ -125,7 +112,7 @@ def test_huge_image_is_refused_from_its_header_with_size_and_limit() -> None:
 
 def test_max_pixels_below_pillows_own_cap_is_ours() -> None:
     with pytest.raises(ImageError, match=r"9000x6000 = 54\.0 megapixels"):
-        load_image(_huge_png(9000, 6000))
+        load_image(huge_png(9000, 6000))
     small = _png_bytes(Image.new("RGB", (100, 100)))
     with pytest.raises(ImageError, match="over the limit of 0.005 megapixels"):
         load_image(small, max_pixels=5000)

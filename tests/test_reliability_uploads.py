@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, features
 
 from study.ui import OOPS
+from tests.crafted_images import huge_png, png_chunk
 from tests.app_fixtures import (
     SECRET_WORDS,
     app_answers,
@@ -36,19 +37,6 @@ from tests.app_fixtures import (
     shared_app,
     value,
 )
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _one_bit_png(width: int, height: int) -> bytes:
-    """A valid all-black 1-bit PNG: gigapixels of zero rows compress to almost nothing on disk."""
-    row = b"\x00" * (1 + (width + 7) // 8)
-    comp = zlib.compressobj(9)
-    body = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
 
 
 def _save(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -72,7 +60,7 @@ def hostile_files() -> list[Bad]:
     png = _save(Image.new("RGB", (32, 32), "blue"), "PNG")
     lying = png[:33] + bytes(random.Random(0).randrange(256) for _ in range(400))  # valid IHDR, garbage after
     big_claim = png[:16] + struct.pack(">II", 4000, 3000) + png[24:]  # IHDR says 4000x3000 (CRC now wrong)
-    text_bomb = png[:33] + _chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (64 << 20), 9)) + png[33:]
+    text_bomb = png[:33] + png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (64 << 20), 9)) + png[33:]
     heic = struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00mif1heic" + b"\x00" * 64
     svg = (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
            b'<script>alert(document.cookie)</script><rect width="100" height="100" fill="red"/></svg>')
@@ -81,9 +69,9 @@ def hostile_files() -> list[Bad]:
         Bad("truncated.jpg", real[: len(real) // 2], "truncated or damaged"),
         Bad("lying-header.png", lying, "damaged"),
         Bad("lying-size.png", big_claim, "damaged"),
-        Bad("bomb-64000x64000.png", _one_bit_png(64000, 64000), "64000x64000 = 4096.0 megapixels, over the limit"),
+        Bad("bomb-64000x64000.png", huge_png(64000, 64000), "64000x64000 = 4096.0 megapixels, over the limit"),
         Bad("bomb-text-chunk.png", text_bomb, "damaged"),
-        Bad("huge-20000x20000.png", _one_bit_png(20000, 20000), "20000x20000 = 400.0 megapixels"),
+        Bad("huge-20000x20000.png", huge_png(20000, 20000), "20000x20000 = 400.0 megapixels"),
         Bad("photo.heic", heic, "unsupported format HEIC"),
         Bad("drawing.svg", svg, "SVG is not supported"),
         Bad("holiday.jpg", b"Dear participant,\nthis is my holiday photo.\n" * 40, "looks like text"),

@@ -10,9 +10,16 @@ TINY_CLIP = {
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 
+# A tiny ModifiedResNet image tower (the demo's kind) with a 16-d space: the generator tests' encoders.
+TINY_RESNET_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+}
 
-def write_tiny_config(folder: Path, name: str) -> Path:
+
+def write_tiny_config(folder: Path, name: str, config: dict = TINY_CLIP) -> Path:
     """A ``config:`` model file named ``name`` (the file's stem is the encoder's name)."""
     path = Path(folder) / f"{name}.json"
-    path.write_text(json.dumps(TINY_CLIP))
+    path.write_text(json.dumps(config))
     return path
