@@ -213,6 +213,8 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
             raise StudyFileError(
                 f"[arms.{name}] encoder {a.get('encoder')!r} is not defined under [encoders]; it has {sorted(encoders)}"
             )
+        if isinstance(a.get("generator"), dict) and a["generator"].get("checkpoint"):  # a folder, like the others
+            a["generator"] = {**a["generator"], "checkpoint": str(_resolve(base, a["generator"]["checkpoint"]))}
         arms.append(_pick(a, ArmSpec, f"arms.{name}", name=name))
     if not arms:
         raise StudyFileError(f"study file {p} defines no [arms.*]")

@@ -36,11 +36,9 @@ def build_key(study: Study) -> str:
         "catalogue": {k: str(v) for k, v in asdict(c).items()},
         "train": {n: asdict(t) for n, t in recipes.items()},
         "encoders": {n: asdict(e) for n, e in study.encoders.items() if n in used},
-        # The checkpoint as the folder it names, not as written: a copy of the study file elsewhere (or with an
-        # absolute path) that points at the same cache must not look like another build and wipe it.
-        "generators": {a.name: {**a.generator, **({"checkpoint": str(_resolve(study, a.generator["checkpoint"]))}
-                                                  if a.generator.get("checkpoint") else {})}
-                       for a in study.arms if a.kind == "generative"},
+        # Paths are as load_study resolved them, so a copy of the study file elsewhere that points at the same
+        # cache has the same key (and cannot look like another build and wipe it).
+        "generators": {a.name: a.generator for a in study.arms if a.kind == "generative"},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -166,7 +164,6 @@ def train_gan_from_study(study: Study, *, arm: str = "generative", steps: int | 
     catalog = load_catalog(study.catalogue.root, caption_category=study.catalogue.caption_category,
                            require_images=True)
     out = Path(g["checkpoint"])
-    out = out if out.is_absolute() else (study.path.parent / out).resolve()
     kwargs = {k: g[k] for k in ("batch_size", "image_size") if k in g}
     return train_dcgan_on_catalogue(catalog, encoder, out, steps=steps or int(g.get("steps", 600)),
                                     progress=progress, **kwargs)
@@ -202,18 +199,12 @@ def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = Fals
         building.unlink(missing_ok=True)
 
 
-def _resolve(study: Study, path: str) -> Path:
-    """A path from the study file, relative to the file's folder."""
-    p = Path(path)
-    return p if p.is_absolute() else (study.path.parent / p).resolve()
-
-
 def _outputs(study: Study) -> list[Path]:
     """Folders the build trains into (encoders and GAN checkpoints); the catalogue has its own stamp."""
     out = [_local_dir(study, name) for name, t in study.train.items() if t.build]
     for arm in study.arms:
         if arm.kind == "generative" and arm.generator.get("checkpoint"):
-            out.append(_resolve(study, arm.generator["checkpoint"]))
+            out.append(Path(arm.generator["checkpoint"]))
     return out
 
 

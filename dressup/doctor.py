@@ -83,7 +83,7 @@ def check_generator(study: Study, arm: str, settings: dict) -> Check:
     kind = settings.get("kind", "")
     if kind == "dcgan":
         ck = settings.get("checkpoint", "")
-        p = Path(ck) if Path(ck).is_absolute() else (study.path.parent / ck)
+        p = Path(ck)  # load_study resolved it against the study file's folder
         ok = p.exists()
         return Check(arm, "generator (dcgan)", ok, str(p),
                      "" if ok else f"python -m dressup train-gan --study {study.path} --arm {arm}")

@@ -86,14 +86,11 @@ def test_demo_gan_draws_the_colour_it_is_asked_for(demo_study, demo_arms):
     from pathlib import Path
 
     from dressup.colours import CATALOGUE_COLOURS
-    from dressup.dcgan import CHECKPOINT, ConditionalGenerator, DCGANConfig, colour_fidelity, read_checkpoint
+    from dressup.dcgan import CHECKPOINT, colour_fidelity, generator_from_checkpoint, read_checkpoint
     from dressup.encoders import load_encoder
 
     g = demo_study.arm("generative").generator
-    folder = Path(g["checkpoint"]) if Path(g["checkpoint"]).is_absolute() else demo_study.path.parent / g["checkpoint"]
-    ck = read_checkpoint(folder / CHECKPOINT)
-    net = ConditionalGenerator(DCGANConfig(**ck["state"]["config"]))
-    net.load_state_dict(ck["generator"])
+    net = generator_from_checkpoint(read_checkpoint(Path(g["checkpoint"]) / CHECKPOINT))
     categories = sorted({it.category for it in demo_arms["finetuned"].index.items})
     mean, _ = colour_fidelity(net, load_encoder(demo_study.encoder(g["encoder"])), list(CATALOGUE_COLOURS),
                               categories, prompts=50)
