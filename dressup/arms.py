@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
-from dressup.config import ArmSpec, QuerySpec, Study
+from dressup.config import ArmSpec, QuerySpec, Study, StudyFileError
+from dressup.garments import GarmentLexicon
 from dressup.images import load_image
 from dressup.index import CatalogueIndex, NotEnoughItems, choose_kind, load_or_build, reciprocal_rank_fusion
+from dressup.reading import QueryReader
 from dressup.records import Preference, Shown
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,8 @@ class EmptyPreference(ValueError):
 
 @dataclass
 class RetrievalArm:
-    """Encoder + catalogue index. ``palette`` (catalogue colour name -> RGB) switches colour grounding on."""
+    """Encoder + catalogue index. ``palette`` (catalogue colour name -> RGB) switches colour grounding on;
+    ``garments`` (a WordNet garment lexicon) switches garment grounding on (see dressup.reading)."""
 
     name: str
     encoder: object
@@ -58,16 +62,21 @@ class RetrievalArm:
     query: QuerySpec = field(default_factory=QuerySpec)
     palette: dict[str, tuple[int, int, int]] | None = None
     max_text_chars: int = 2000
+    garments: GarmentLexicon | None = None
+
+    @cached_property
+    def reader(self) -> QueryReader:
+        words: set[str] = set()
+        if self.garments is not None:  # the catalogue's own attribute words, kept when a participant uses them
+            for it in self.index.items:
+                words.update(a for a in it.attributes if it.attribute_types.get(a) not in ("colour", "gender"))
+        return QueryReader(self.palette or None, self.garments, sorted(words))
 
     def prepare_text(self, text: str) -> tuple[str, dict[str, str]]:
-        """The text the encoder sees: trimmed, bounded, and (if grounding is on) colour words mapped to the
-        catalogue's own colour names by CIELAB distance (see dressup.colours for why)."""
-        text = (text or "").strip()[: self.max_text_chars]
-        if text and self.palette:
-            from dressup.colours import ground_colours
-
-            return ground_colours(text, self.palette)
-        return text, {}
+        """The text the encoder sees: trimmed, bounded, and (if grounding is on) read into the catalogue's
+        vocabulary: colour words by CIELAB distance, garment words by WordNet (see dressup.reading for why)."""
+        reading = self.reader.read((text or "").strip()[: self.max_text_chars])
+        return reading.text, reading.colours
 
     def _text_vector(self, text: str) -> np.ndarray | None:
         if not text:
@@ -201,6 +210,19 @@ class StudyModels:
         names = set(self.catalog.attribute_values("colour")) or set(CATALOGUE_COLOURS)
         return {n: rgb for n, rgb in CATALOGUE_COLOURS.items() if n in names}
 
+    @cached_property
+    def garments(self) -> GarmentLexicon | None:
+        """The study's WordNet garment lexicon (built once into the cache), or None when grounding is off."""
+        q = self.study.query
+        if not q.garment_grounding:
+            return None
+        known = {it.category for it in self.catalog.items}
+        unknown = sorted(set(q.garments) - known)
+        if unknown:
+            raise StudyFileError(f"[query.garments] names categories the catalogue lacks: {unknown}; "
+                                 f"it has {sorted(known)}")
+        return GarmentLexicon.load_or_build(q.garments, self.study.cache_dir)
+
     def index(self, encoder_name: str) -> CatalogueIndex:
         items = self.catalog.split(self.study.catalogue.split)
         kind = choose_kind(self.study.query.index, len(items), self.study.query.approximate_above)
@@ -211,7 +233,7 @@ class StudyModels:
 
 def _retrieval(spec: ArmSpec, models: StudyModels) -> Arm:
     return RetrievalArm(spec.name, models.encoder(spec.encoder), models.index(spec.encoder), models.study.query,
-                        models.palette(), models.study.ui.max_text_chars)
+                        models.palette(), models.study.ui.max_text_chars, models.garments)
 
 
 def _generative(spec: ArmSpec, models: StudyModels) -> Arm:

@@ -88,10 +88,21 @@ class QuerySpec:
     """How a preference becomes a query (see dressup.arms for why)."""
 
     colour_grounding: bool = False
+    garment_grounding: bool = False  # garment words -> catalogue categories by WordNet (dressup.garments)
+    garments: dict[str, list[str]] = field(default_factory=dict)  # catalogue category -> WordNet synsets
     fusion: str = "mean"  # "mean" (weighted mean of normalised embeddings) | "rrf" (reciprocal rank fusion)
     text_weight: float = 0.75  # share of the text embedding when photos are given too (measured: fusion.md)
     index: str = "auto"  # "auto" | "exact" | "hnsw"
     approximate_above: int = 30_000  # "auto" switches to HNSW above this many items (bench/RESULTS.md)
+
+    def __post_init__(self) -> None:
+        if self.garment_grounding and not self.garments:
+            raise StudyFileError("[query] garment_grounding = true needs a [query.garments] table: each catalogue "
+                                 'category with the WordNet synsets it stands for, e.g. dress = ["dress.n.01"]')
+        bad = {k: v for k, v in self.garments.items()
+               if not isinstance(v, list) or not all(isinstance(x, str) for x in v)}
+        if bad:
+            raise StudyFileError(f"[query.garments] values must be lists of WordNet synset names; got {bad}")
 
 
 @dataclass

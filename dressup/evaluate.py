@@ -500,32 +500,53 @@ def prefetch(arm: Any, queries: Sequence[Any]) -> None:
 
 @dataclass
 class BenchRun:
-    """One retrieval setting scored on the query sets: an encoder with colour grounding on or off."""
+    """One retrieval setting scored on the query sets: an encoder with a grounding setting (``GROUNDINGS``)."""
 
     label: str
     encoder: str
-    grounding: bool
+    grounding: str
     arm: Any
+
+
+# The grounding ablation: nothing read; colour words only (in place); colours, garments and negation read into
+# the catalogue's words (dressup.reading).
+GROUNDINGS = ("off", "colour", "colour+garments")
+
+
+def study_grounding(query: Any) -> str:
+    """The study's own grounding setting, as one of ``GROUNDINGS``."""
+    if query.colour_grounding and query.garment_grounding:
+        return "colour+garments"
+    return "colour" if query.colour_grounding else "off"
 
 
 def make_runs(study: Any, models: Any, encoders: dict[str, Any], palette: dict[str, tuple[int, int, int]]
               ) -> list[BenchRun]:
-    """Every evaluated encoder with colour grounding on and off (the ablation), through ``RetrievalArm``."""
+    """Every evaluated encoder under every grounding setting (the ablation), through ``RetrievalArm``.
+
+    "colour+garments" needs the study's ``[query.garments]`` anchors; without them that setting is skipped.
+    """
     from dataclasses import replace
 
     from dressup.arms import RetrievalArm
+    from dressup.garments import GarmentLexicon
 
+    lexicon = (GarmentLexicon.load_or_build(study.query.garments, study.cache_dir) if study.query.garments
+               else None)
     runs = []
     memos: dict[str, dict[str, Any]] = {}
     for name, enc in encoders.items():
         index = models.index(name)
         enc = RememberedTexts(enc, memos.setdefault(text_tower_key(enc), {}))
-        for grounding in (True, False):
-            spec = replace(study.query, colour_grounding=grounding)
-            label = f"{name} (grounding {'on' if grounding else 'off'})"
-            runs.append(BenchRun(label, name, grounding, RetrievalArm(label, enc, index, spec,
-                                                                      palette if grounding else None,
-                                                                      study.ui.max_text_chars)))
+        for grounding in GROUNDINGS:
+            if grounding == "colour+garments" and lexicon is None:
+                continue
+            spec = replace(study.query, colour_grounding=grounding != "off",
+                           garment_grounding=grounding == "colour+garments")
+            label = f"{name} (grounding {grounding})"
+            runs.append(BenchRun(label, name, grounding, RetrievalArm(
+                label, enc, index, spec, palette if grounding != "off" else None, study.ui.max_text_chars,
+                lexicon if grounding == "colour+garments" else None)))
     return runs
 
 
@@ -535,14 +556,15 @@ def study_arm_runs(study: Any, runs: Sequence[BenchRun]) -> dict[str, BenchRun]:
     For text-only queries an arm is exactly that: fusion settings only matter when photos are given.
     """
     by_key = {(r.encoder, r.grounding): r for r in runs}
-    return {a.name: by_key[(a.encoder, study.query.colour_grounding)] for a in study.arms
-            if a.kind == "retrieval" and (a.encoder, study.query.colour_grounding) in by_key}
+    own = study_grounding(study.query)
+    return {a.name: by_key[(a.encoder, own)] for a in study.arms
+            if a.kind == "retrieval" and (a.encoder, own) in by_key}
 
 
 def run_benchmark(study: Any, runs: Sequence[BenchRun], query_sets: dict[str, list[Any]], out: Path,
                   result: Evaluation, *, progress: bool) -> None:
     """Score every run on every query set; write benchmark.md/.csv and the per-query CSV."""
-    from dressup.queries import run_queries, summarise, summarise_by_tag, write_results_csv, KINDS
+    from dressup.queries import CORE, KINDS, run_queries, summarise, summarise_by_tag, write_results_csv
 
     per_query = []
     scored: dict[tuple[str, str], list[Any]] = {}
@@ -553,34 +575,38 @@ def run_benchmark(study: Any, runs: Sequence[BenchRun], query_sets: dict[str, li
             scored[(set_name, run.label)] = res
             per_query += [(f"{set_name} | {run.label}", r) for r in res]
             result.benchmark.append({"set": set_name, "run": run.label, "encoder": run.encoder,
-                                     "grounding": "on" if run.grounding else "off", **summarise(res)})
+                                     "grounding": run.grounding, **summarise(res)})
             if set_name == "participant":
                 for tag, s in summarise_by_tag(res).items():
                     result.by_tag.append({"run": run.label, "tag": tag, **s})
     result.files.append(write_results_csv(per_query, out / "benchmark-queries.csv"))
-    header = ["set", "run", "encoder", "grounding", "queries", "all", *KINDS, "ceiling"]
+    header = ["set", "run", "encoder", "grounding", "queries", "all", CORE, *KINDS, "ceiling"]
     result.files.append(write_csv(header, [[b[h] for h in header] for b in result.benchmark], out / "benchmark.csv"))
-    tag_header = ["run", "tag", "queries", "all", *KINDS]
+    tag_header = ["run", "tag", "queries", "all", CORE, *KINDS]
     result.files.append(write_csv(tag_header, [[b[h] for h in tag_header] for b in result.by_tag],
                                   out / "benchmark-by-tag.csv"))
 
     def rows_for(set_name: str, labels: Sequence[str], names: Sequence[str]) -> list[list[Any]]:
         got = {b["run"]: b for b in result.benchmark if b["set"] == set_name}
-        return [[n, got[l]["queries"], got[l]["all"], *(got[l][k] for k in KINDS), got[l]["ceiling"]]
+        return [[n, got[l]["queries"], got[l]["all"], got[l][CORE], *(got[l][k] for k in KINDS), got[l]["ceiling"]]
                 for n, l in zip(names, labels) if l in got]
 
     arms = study_arm_runs(study, runs)
-    cols = ["", "queries", "all meant (of 4)", *(f"{k} (of 4)" for k in KINDS), "ceiling"]
+    cols = ["", "queries", "all meant (of 4)", "colour + category (of 4)", *(f"{k} (of 4)" for k in KINDS),
+            "ceiling"]
     md = ["# What participants' words retrieve", "",
           "Each query returns four items; a cell is the mean number of them carrying every meant attribute "
-          "(`all meant`) or the meant value of one kind. `ceiling` is the best the catalogue allows (4 unless "
-          "fewer items carry the combination).", ""]
+          "(`all meant`, pattern included where a query means one), the meant colour and category "
+          "(`colour + category`), or the meant value of one kind. `ceiling` is the best the catalogue allows "
+          "(4 unless fewer items carry the combination). Grounding: `off` = the text as written; `colour` = colour "
+          "words mapped to the catalogue's colours in place; `colour+garments` = colours, garments (WordNet) and "
+          "negations read into the catalogue's words (dressup.reading).", ""]
     for set_name, title in (("participant", "Participant-language queries"), ("caption-word", "Caption-word queries")):
         if set_name not in query_sets:
             continue
         md += [f"## {title} ({len(query_sets[set_name])} queries): the study's arms", "",
                markdown_table(["arm", *cols[1:]], rows_for(set_name, [r.label for r in arms.values()], list(arms))),
-               "", f"## {title}: ablation (every encoder, colour grounding on vs off)", "",
+               "", f"## {title}: ablation (every encoder, each grounding setting)", "",
                markdown_table(["encoder", *cols[1:]], rows_for(set_name, [r.label for r in runs],
                                                                 [r.label for r in runs])), ""]
     arm_labels = {r.label: n for n, r in arms.items()}
@@ -625,7 +651,8 @@ def run_fusion(study: Any, arm_runs: dict[str, BenchRun], photo_items: Sequence[
         base = run.arm
         for label, fusion, weight, gives in FUSION_MODES:
             spec = replace(base.query, fusion=fusion, text_weight=weight)
-            arm = RetrievalArm(f"{arm_name} {label}", base.encoder, base.index, spec, base.palette, base.max_text_chars)
+            arm = RetrievalArm(f"{arm_name} {label}", base.encoder, base.index, spec, base.palette, base.max_text_chars,
+                               base.garments)
             for set_name, queries in sets.items():
                 qs = [replace(q, images=[] if gives == "text" else q.images, text="" if gives == "photos" else q.text)
                       for q in queries]
@@ -791,17 +818,26 @@ def summary_markdown(study: Any, result: Evaluation) -> str:
         lines += ["## In-shop top-k retrieval accuracy", "",
                   markdown_table(header, [[n] + [a[k] for k in KS] for n, a in result.topk.items()]), ""]
     if result.benchmark:
-        lines += ["## Participants' own words (mean of 4 returned items carrying every meant attribute)", ""]
+        from dressup.queries import CORE as _CORE
+
+        lines += ["## Participants' own words (mean of 4 returned items carrying the meant colour and category; "
+                  "all meant attributes, pattern included, in brackets)", ""]
         sets = list(dict.fromkeys(b["set"] for b in result.benchmark))
         runs = list(dict.fromkeys(b["run"] for b in result.benchmark))
         got = {(b["set"], b["run"]): b for b in result.benchmark}
-        rows = [[run] + [got[(s, run)]["all"] if (s, run) in got else float("nan") for s in sets] for run in runs]
+        rows = [[run] + [f"{got[(s, run)][_CORE]:.3f} ({got[(s, run)]['all']:.3f})" if (s, run) in got else "nan"
+                         for s in sets] for run in runs]
         lines += [markdown_table(["encoder"] + [f"{s} ({got[(s, runs[0])]['queries']} q.)" for s in sets], rows), ""]
-        on = {b["encoder"]: b["all"] for b in result.benchmark if b["set"] == "participant" and b["grounding"] == "on"}
-        off = {b["encoder"]: b["all"] for b in result.benchmark if b["set"] == "participant" and b["grounding"] == "off"}
-        if on and off:
-            lines += ["Colour grounding changes the participant-language score by "
-                      + ", ".join(f"{e} {on[e] - off[e]:+.2f}" for e in on if e in off) + " items of 4.", ""]
+        from dressup.queries import CORE
+
+        by = {(b["encoder"], b["grounding"]): b[CORE] for b in result.benchmark if b["set"] == "participant"}
+        encs = list(dict.fromkeys(e for e, _ in by))
+        steps = [("colour", "off", "colour grounding"), ("colour+garments", "colour", "garment grounding")]
+        for new, old, what in steps:
+            pairs = [(e, by[(e, new)] - by[(e, old)]) for e in encs if (e, new) in by and (e, old) in by]
+            if pairs:
+                lines += [f"Adding {what} changes the participant-language colour + category score by "
+                          + ", ".join(f"{e} {d:+.2f}" for e, d in pairs) + " items of 4.", ""]
     if result.fusion_default:
         lines += [f"## Text + photo fusion: recommended default **{result.fusion_default}** (see `fusion.md`)", ""]
     if result.photos:

@@ -223,22 +223,30 @@ def test_no_query_crashes_or_returns_fewer_than_four_items(demo_arms):
 
 
 @pytest.mark.demo
-def test_every_file_query_returns_four_items_and_finetuned_reads_catalogue_words_better(demo_arms):
+def test_finetuned_reads_participants_words_and_catalogue_words_better_than_the_baseline(demo_arms):
+    """Issue 10's bar: on the participant-language file the finetuned arm returns at least 2.5 of 4 items with the
+    meant colour and category (measured 2.75 when written; baseline 0.34), and more than the baseline does."""
     from dataclasses import replace
 
     from dressup.evaluate import RememberedTexts, prefetch
+    from dressup.queries import CORE
 
     # The arms as the app has them, with text embeddings computed in one batch (the same numbers, faster).
     fine_arm, base_arm = (replace(demo_arms[n], encoder=RememberedTexts(demo_arms[n].encoder))
                           for n in ("finetuned", "baseline"))
     queries = load_queries(DEFAULT_QUERIES, vocabulary(fine_arm.index.items))
-    prefetch(fine_arm, queries)
-    results = run_queries(fine_arm, queries)
-    assert len(results) == len(queries) and all(len(r.returned) == GRID for r in results)
+    scores = {}
+    for name, arm in (("finetuned", fine_arm), ("baseline", base_arm)):
+        prefetch(arm, queries)
+        results = run_queries(arm, queries)
+        assert len(results) == len(queries) and all(len(r.returned) == GRID for r in results)
+        scores[name] = summarise(results)
+    print({n: (round(s[CORE], 3), round(s["all"], 3)) for n, s in scores.items()})
+    assert scores["finetuned"][CORE] >= 2.5
+    assert scores["finetuned"][CORE] > scores["baseline"][CORE] + 1.0
     words = caption_word_queries(fine_arm.index.items, n=50, seed=0)
     prefetch(fine_arm, words)
     prefetch(base_arm, words)
     fine = summarise(run_queries(fine_arm, words))
     base = summarise(run_queries(base_arm, words))
-    print({"finetuned": fine, "baseline": base})
     assert fine["all"] > base["all"]
