@@ -30,9 +30,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 from matplotlib.colors import CSS4_COLORS, XKCD_COLORS, to_rgb
+
+from dressup.phrases import longest_matches
 
 RGB = tuple[int, int, int]
 
@@ -233,27 +236,16 @@ _JOINER = re.compile(r"[\s\-/]+")
 
 def _find(text: str, use_stoplist: bool) -> list[ColourMention]:
     tokens = [(m.start(), m.end(), _norm_token(m.group())) for m in _TOKEN.finditer(text)]
-    mentions: list[ColourMention] = []
-    i = 0
-    while i < len(tokens):
-        found = None
-        for n in range(min(_MAX_NAME_WORDS, len(tokens) - i), 0, -1):
-            window = tokens[i : i + n]
-            # Words of one name may be joined by spaces, hyphens or slashes, never by other punctuation.
-            if any(not _JOINER.fullmatch(text[a[1] : b[0]]) for a, b in zip(window, window[1:])):
-                continue
-            key = " ".join(t[2] for t in window)
-            if key in COLOUR_TABLE and not (n == 1 and use_stoplist and key in STOPLIST):
-                found = (n, key)
-                break
-        if found is None:
-            i += 1
-            continue
-        n, key = found
-        start, end = tokens[i][0], tokens[i + n - 1][1]
-        mentions.append(ColourMention(start, end, text[start:end], key, COLOUR_TABLE[key]))
-        i += n
-    return mentions
+
+    def lookup(window: Sequence[tuple[int, int, str]]) -> str | None:
+        # Words of one name may be joined by spaces, hyphens or slashes (_JOINER), never by other punctuation.
+        key = " ".join(t[2] for t in window)
+        if key in COLOUR_TABLE and not (len(window) == 1 and use_stoplist and key in STOPLIST):
+            return key
+        return None
+
+    return [ColourMention(start, end, text[start:end], key, COLOUR_TABLE[key])
+            for start, end, key in longest_matches(text, tokens, _MAX_NAME_WORDS, _JOINER, lookup)]
 
 
 def find_colour_words(text: str) -> list[ColourMention]:

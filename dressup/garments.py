@@ -38,6 +38,8 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dressup.phrases import longest_matches
+
 LEXICON_VERSION = 1
 FUZZY_CUTOFF = 0.85  # measured: 0.85 accepts trowsers/jaket/skrit/sweeter and refuses every real word tried
 FUZZY_MIN_LEN = 5  # shorter tokens have too many neighbours one letter away
@@ -196,23 +198,6 @@ class GarmentLexicon:
     def find(self, text: str) -> list[GarmentMention]:
         """Garment names in free text, longest first ("bermuda shorts" is one mention, not two)."""
         tokens = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
-        out: list[GarmentMention] = []
-        i = 0
-        while i < len(tokens):
-            found = None
-            for n in range(min(MAX_WORDS, len(tokens) - i), 0, -1):
-                window = tokens[i : i + n]
-                if any(not _JOINER.fullmatch(text[a[1] : b[0]]) for a, b in zip(window, window[1:])):
-                    continue
-                category = self.lookup(text[window[0][0] : window[-1][1]])
-                if category is not None:
-                    found = (n, category)
-                    break
-            if found is None:
-                i += 1
-                continue
-            n, category = found
-            start, end = tokens[i][0], tokens[i + n - 1][1]
-            out.append(GarmentMention(start, end, text[start:end], category))
-            i += n
-        return out
+        found = longest_matches(text, tokens, MAX_WORDS, _JOINER,
+                                lambda window: self.lookup(text[window[0][0] : window[-1][1]]))
+        return [GarmentMention(start, end, text[start:end], category) for start, end, category in found]
