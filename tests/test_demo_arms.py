@@ -42,9 +42,9 @@ def test_finetuned_arm_finds_unseen_attribute_combinations_and_beats_the_baselin
     baseline = mean_full_matches(demo_arms["baseline"], queries)
     print(f"colour+pattern+category, mean items of 4 carrying all three: finetuned {finetuned:.2f}, "
           f"baseline {baseline:.2f}, stn {mean_full_matches(demo_arms['stn'], queries):.2f}")
-    # Target (issue 2): >= 3.0. Measured on this build: 450 finetuning steps give 2.1, 1000 steps 2.8 (see
-    # README); the build budget keeps 450, so this asserts the figure the shipped recipe reaches.
-    assert finetuned >= 2.0
+    # Target (issue 2): >= 3.0. Measured on the shipped recipe (700 steps at lr 2e-3): 3.34 (baseline 0.04);
+    # 600 steps gave 3.14-3.28 over three runs, so training noise leaves this margin.
+    assert finetuned >= 3.0
     assert baseline <= finetuned - 1.5
 
 
