@@ -161,6 +161,12 @@ class GenerativeArm:
     name: str
     generator: object
 
+    def prepare(self, pref: Preference, seed: int = 0) -> None:
+        """Start on the words before the photos arrive (see ``Generator.prepare``); a no-op where the generator
+        cannot."""
+        if hasattr(self.generator, "prepare"):
+            self.generator.prepare(pref, seed)
+
     def recommend(self, pref: Preference, seed: int = 0) -> list[Shown]:
         shown = self.generator.generate(pref, seed)
         if len(shown) != GRID:

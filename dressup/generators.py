@@ -17,6 +17,10 @@ What the study can rely on, whatever the kind:
 - **Traceable.** ``Shown.extra`` records the request seed, the image seed, the prompt and everything else a
   researcher needs to regenerate the image; ``Shown.caption`` holds the prompt. Neither must reach a
   participant.
+- **Can start early.** ``prepare(pref, seed)`` draws the candidates for a preference's words before its photos
+  arrive (the study calls it as soon as a participant's text is given); ``generate`` with the same prompt and
+  seed then takes those candidates instead of drawing again. Only the drawing is done ahead, keyed by
+  everything it depends on, so a prepared request and an unprepared one return the same images.
 - **Preference-scored selection** (Kang et al. 2017, "Visually-Aware Fashion Recommendation and Design with
   Generative Image Models"): with ``candidates = N > 4``, N images are drawn and the four that score highest
   under an encoder against the participant's preference are kept, best first; every candidate's score is
@@ -58,6 +62,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
@@ -90,6 +95,8 @@ NEGATIVE_PROMPT = (
     "signature, blurry, lowres, deformed, collage, multiple garments"
 )
 PLACEHOLDER_RGB = (236, 236, 236)  # a neutral light grey, shown only when every redraw was flagged
+PREPARED_KEEP = 64  # drawn-ahead candidate sets a generator keeps (one per participant between text and Submit)
+_PREPARED_LOCK = threading.Lock()
 
 
 class GeneratorSettingsError(ValueError):
@@ -193,6 +200,17 @@ class Drawn:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _draw_key(prompt: Prompt, seed: int, n: int) -> str:
+    """Everything a draw depends on: the prompt's words, its conditioning (e.g. an embedding), seed and count."""
+    h = hashlib.sha256(json.dumps([prompt.text, prompt.negative, int(seed), int(n)]).encode())
+    c = prompt.condition
+    if isinstance(c, torch.Tensor):
+        h.update(c.detach().float().cpu().numpy().tobytes())
+    elif c is not None:
+        h.update(repr(c).encode())
+    return h.hexdigest()
+
+
 class Generator(ABC):
     """A preference in, four images out (see the module docstring for the guarantees).
 
@@ -217,11 +235,41 @@ class Generator(ABC):
         """The settings that shape the pixels (part of every item id)."""
         return {}
 
+    def prepare(self, pref: Preference, seed: int) -> None:
+        """Draw ``pref``'s candidates now, for a later ``generate`` with the same prompt and seed.
+
+        The study calls this with the participant's words as soon as they are given, while the photos upload:
+        Stable Diffusion takes seconds a batch, and those seconds then pass before Submit instead of after it.
+        """
+        prompt = self.prompt(pref)
+        n = max(GRID, int(self.candidates))
+        key = _draw_key(prompt, seed, n)
+        prepared = self._prepared()
+        with _PREPARED_LOCK:
+            if key in prepared:
+                return
+        drawn = self.draw(prompt, seed, n)
+        with _PREPARED_LOCK:
+            prepared[key] = drawn
+            while len(prepared) > PREPARED_KEEP:
+                prepared.pop(next(iter(prepared)))
+
+    def _prepared(self) -> dict[str, list[Drawn]]:
+        with _PREPARED_LOCK:
+            return self.__dict__.setdefault("_prepared_draws", {})
+
+    def _draw(self, prompt: Prompt, seed: int, n: int) -> list[Drawn]:
+        """``draw``, or the candidates ``prepare`` drew for exactly this prompt, seed and count."""
+        prepared = self._prepared()
+        with _PREPARED_LOCK:
+            drawn = prepared.pop(_draw_key(prompt, seed, n), None)
+        return drawn if drawn is not None else self.draw(prompt, seed, n)
+
     def generate(self, pref: Preference, seed: int) -> list[Shown]:
         """Four images for one preference, deterministic for a given seed."""
         prompt = self.prompt(pref)
         n = max(GRID, int(self.candidates))
-        drawn = self.draw(prompt, seed, n)
+        drawn = self._draw(prompt, seed, n)
         if len(drawn) != n:
             raise RuntimeError(f"{type(self).__name__}.draw returned {len(drawn)} images, not {n}")
         settings = self.id_settings()

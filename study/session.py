@@ -29,10 +29,11 @@ import secrets
 import shutil
 import sqlite3
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from PIL import Image, PngImagePlugin
 
@@ -47,6 +48,7 @@ from study.store import AnswerRefused, ShownRow, Store
 log = logging.getLogger(__name__)
 
 CELL_PIXELS = 256
+PREPARING_KEEP = 256  # sessions whose early start is remembered until their Submit
 URL_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 RESUME_PARAM = "session"
 LATIN_SQUARE_COUNTER = "latin_square"
@@ -55,7 +57,8 @@ WEAR = {"Yes": True, "No": False}
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _CODE_RE = re.compile(r"^DU-[0-9A-F]{8}$")
-_PNG = PngImagePlugin.PngInfo()  # empty: no text chunks, the same call Gradio makes for format="png"
+_PNG = PngImagePlugin.PngInfo()  # empty: no text, time or colour chunks
+PNG_LEVEL = 1  # zlib level of the stored (and served) cells: 2.6 ms a cell at level 1 against 9 ms at 6, 18% larger
 # Free space the results folder must have at start: a session keeps up to 4 JPEG uploads and 16 PNG cells
 # (well under 2 MB), so this is room for a few hundred sessions before anything can fail for want of disk.
 MIN_FREE_MB = 200
@@ -140,7 +143,7 @@ class Progress:
     gender: str = "any"
     avoid_colours: str = ""
     photos_saved: int = 0
-    grids: dict[str, list[Image.Image]] = field(default_factory=dict)  # letter -> 4 cells, served as PNG
+    grids: dict[str, list[Path]] = field(default_factory=dict)  # letter -> the 4 cells' stored PNG files
     wear: dict[str, dict[int, bool]] = field(default_factory=dict)
     ratings: dict[str, int] = field(default_factory=dict)
     ranking: list[str] = field(default_factory=list)  # letters, best first
@@ -183,10 +186,26 @@ def session_id_from_link(link: str) -> str:
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    """Encode a cell exactly as Gradio encodes a PIL output with ``format="png"`` (no metadata)."""
+    """A cell as the PNG file that is stored and served byte for byte: no metadata chunks, fast zlib level."""
     buf = io.BytesIO()
-    image.save(buf, format="png", pnginfo=_PNG)
+    image.save(buf, format="png", pnginfo=_PNG, compress_level=PNG_LEVEL)
     return buf.getvalue()
+
+
+def _colour_list(text: str | None) -> list[str]:
+    """"navy, bright green; beige" -> ["navy", "bright green", "beige"] (commas, semicolons or new lines)."""
+    return [w.strip() for w in re.split(r"[,;\n]+", text or "") if w.strip()]
+
+
+def _after(first: Future | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` once ``first`` (an arm's ``prepare``, submitted earlier to the same FIFO pool, so already
+    running or done) has finished; whatever went wrong there, ``fn`` does the work itself."""
+    if first is not None:
+        try:
+            first.result()
+        except Exception:  # noqa: BLE001 — the recommend call below redoes (and reports) the work
+            log.warning("an arm's early start failed; computing it at Submit", exc_info=True)
+    return fn(*args)
 
 
 def _clean(image: Image.Image) -> Image.Image:
@@ -229,6 +248,8 @@ class Sessions:
         self.stimuli_dir = study.results_dir / "stimuli"
         self.uploads_dir = study.results_dir / "uploads"
         self._pool = ThreadPoolExecutor(max_workers=len(self.arm_names), thread_name_prefix="arm")
+        self._preparing: dict[str, dict[str, Future]] = {}  # session -> arm -> its prepare() under way
+        self._preparing_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -268,7 +289,7 @@ class Sessions:
             out.avoid_colours = ", ".join(pref["avoid_colours"])
             out.photos_saved = len(pref["uploads"])
         shown = self.store.shown(session_id)
-        out.grids = {letter: [self._stimulus(r) for r in rows] for letter, rows in sorted(shown.items())}
+        out.grids = {letter: [self.stimulus_path(r) for r in rows] for letter, rows in sorted(shown.items())}
         a = self.store.answers(session_id)
         out.wear, out.ratings, out.feedback = a["relevance"], a["ratings"], a["feedback"]
         out.ranking = [letter for letter, _ in sorted(a["ranks"].items(), key=lambda kv: kv[1])]
@@ -308,7 +329,7 @@ class Sessions:
         gender_key = (gender or "any").strip().lower()
         if gender_key not in GENDERS:
             raise ParticipantError("Please choose menswear, womenswear or any.")
-        avoid = [w.strip() for w in re.split(r"[,;\n]+", avoid_colours or "") if w.strip()]
+        avoid = _colour_list(avoid_colours)
         if len(avoid) > 20 or any(len(w) > 40 for w in avoid):
             raise ParticipantError("Please list at most 20 colours to avoid, separated by commas.")
         photos = [p for p in (photos or []) if p]
@@ -327,6 +348,32 @@ class Sessions:
         pref = Preference(text=text, images=images, gender=GENDERS[gender_key], avoid_colours=avoid)
         self._record_grids(session_id, pref)
         return self.progress(session_id)
+
+    def prepare(self, session_id: str | None, text: str, gender: str | None = "any", avoid_colours: str = "") -> None:
+        """Start the arms that can start on words alone (``prepare``: generation) while the photos upload.
+
+        The page calls this when the participant leaves the description box or adds photos. Nothing is
+        recorded and nothing is refused here: Submit validates and records as always, and takes the prepared
+        work only where it matches the submitted preference exactly (see ``Generator.prepare``).
+        """
+        row = self.store.session(session_id) if session_id else None
+        text = (text or "").strip()
+        gender_key = (gender or "any").strip().lower()
+        if (row is None or row.status not in ("consented", "preference") or not text or len(text) > self.study.ui.max_text_chars
+                or gender_key not in GENDERS or self.store.shown(session_id)):
+            return
+        pref = Preference(text=text, gender=GENDERS[gender_key], avoid_colours=_colour_list(avoid_colours))
+        seed = self._seed(session_id)
+        started = {arm: self._pool.submit(self.arms[arm].prepare, pref, seed)
+                   for arm in row.assignments.values() if hasattr(self.arms[arm], "prepare")}
+        with self._preparing_lock:
+            self._preparing[session_id] = started
+            while len(self._preparing) > PREPARING_KEEP:
+                self._preparing.pop(next(iter(self._preparing)))
+
+    @staticmethod
+    def _seed(session_id: str) -> int:
+        return int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big")
 
     def _save_uploads(self, session_id: str, photos: Sequence[str | Path | bytes]) -> tuple[list, list]:
         """Decode every photo with the study's limits; keep each as a metadata-free JPEG (EXIF, including
@@ -357,8 +404,10 @@ class Sessions:
 
     def _record_grids(self, session_id: str, pref: Preference) -> None:
         row = self._row(session_id)
-        seed = int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big")
-        futures = {letter: self._pool.submit(self.arms[arm].recommend, pref, seed)
+        seed = self._seed(session_id)
+        with self._preparing_lock:
+            preparing = self._preparing.pop(session_id, {})
+        futures = {letter: self._pool.submit(_after, preparing.get(arm), self.arms[arm].recommend, pref, seed)
                    for letter, arm in row.assignments.items()}
         results: dict[str, list[Shown]] = {}
         failure: BaseException | None = None
@@ -388,10 +437,9 @@ class Sessions:
             grids[letter] = rows
         self.store.save_shown(session_id, grids)  # False when a concurrent submit recorded first: theirs stand
 
-    def _stimulus(self, row: ShownRow) -> Image.Image:
-        path = self.stimuli_dir / f"{row.image_sha256}.png"
-        with Image.open(path) as im:
-            return _clean(im)
+    def stimulus_path(self, row: ShownRow) -> Path:
+        """The stored PNG of a shown cell, named by the sha256 of its bytes (the page serves these very bytes)."""
+        return self.stimuli_dir / f"{row.image_sha256}.png"
 
     # --- answers ------------------------------------------------------------------------------------
     def _letter(self, letter: str) -> str:

@@ -4,8 +4,8 @@ One page with four sections shown in turn (welcome → preference → recommenda
 ``?session=`` link re-renders the section the session is at, with every answer given so far. Each answer is
 sent the moment it is given (``.input`` events, so re-rendering saved values never writes them back).
 
-Blinding: component labels, elem_ids and endpoint names carry only letters A-D and positions 1-4; images
-are PIL outputs with ``format="png"`` so Gradio names each file ``image.png``; handlers turn every exception
+Blinding: component labels, elem_ids and endpoint names carry only letters A-D and positions 1-4; every
+cell is served as ``<content sha256>/image.png``, the very bytes the store recorded; handlers turn every exception
 into a participant message (``gr.Error``), so no traceback text (which could name an arm) reaches the browser.
 Every endpoint is "undocumented": callable (Gradio cannot prevent that, so the session validates again), but
 absent from the API page.
@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,6 +100,25 @@ def output_names(letters: list[str]) -> list[str]:
     return (["link", "text", "gender", "avoid", "note"] + [f"img_{c}" for c in cells] + [f"wear_{c}" for c in cells]
             + [f"rating_{x}" for x in letters] + [f"feedback_{x}" for x in letters]
             + [f"rank_{i + 1}" for i in range(max(1, len(letters) - 1))] + ["rank_last", "overall", "done"])
+
+
+def served(stimulus: Path) -> str:
+    """A stored cell as the page serves it: a copy in Gradio's cache folder at ``<sha256>/image.png``.
+
+    Gradio serves a path inside its cache folder as it is, so the participant gets the stored bytes without
+    the decode and PNG re-encode a PIL output costs (about 10 ms a cell, 16 cells a Submit), and every cell has
+    the same file name. Gradio ages these copies out with its own (``delete_cache``); a later page view makes
+    the copy again from the results folder, which is never served itself.
+    """
+    target = Path(gr.utils.get_upload_folder()) / stimulus.stem / "image.png"
+    try:
+        os.utime(target)  # handed out again: restart its clock, as Gradio does for its own cached copies
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".image.{os.getpid()}.{threading.get_ident()}.tmp")
+        shutil.copyfile(stimulus, tmp)
+        os.replace(tmp, target)  # a concurrent render of the same cell never sees half a file
+    return str(target)
 
 
 def _guard(fn: Callable) -> Callable:
@@ -197,7 +218,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                                         with gr.Column(min_width=140):
                                             images.append(gr.Image(
                                                 label=f"Model {letter}, picture {pos}", show_label=False,
-                                                type="pil", format="png", interactive=False, buttons=[],
+                                                type="filepath", format="png", interactive=False, buttons=[],
                                                 elem_id=f"img-{letter}{pos}",
                                                 elem_classes=["dressup-cell"]))
                                             wears.append(gr.Radio(WEAR_CHOICES, label=f"{pos}. Wear it?",
@@ -258,7 +279,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                 note = (f"Your {p.photos_saved} photos are saved. Press the button to continue, or add new "
                         "photos to replace them.")
             out = head + [p.text, p.gender, p.avoid_colours, note]
-            out += [p.grids[x][i] if shown else None for x in letters for i in range(GRID_SIZE)]
+            out += [served(p.grids[x][i]) if shown else None for x in letters for i in range(GRID_SIZE)]
             out += [({True: "Yes", False: "No"}.get(p.wear.get(x, {}).get(i + 1))) for x in letters
                     for i in range(GRID_SIZE)]
             out += [p.ratings.get(x) for x in letters]
@@ -321,6 +342,10 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             return render(visit, p, page_for(p))
 
         @_guard
+        def prepare(visit: Visit | None, text: str, gender_value: str, avoid_value: str) -> None:
+            sessions.prepare(visit.session_id if visit else None, text, gender_value, avoid_value)
+
+        @_guard
         def finish(visit: Visit | None, *values: Any) -> list[Any]:
             sid = _session_of(visit)
             fbs, order, overall_text = values[: len(letters)], values[len(letters):-1], values[-1]
@@ -363,6 +388,10 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
         submit_btn.click(submit_preference, [visit_state, pref_text, photos, camera, gender, avoid], outputs,
                          api_name="submit_preference", api_visibility=API, concurrency_id="recommend",
                          concurrency_limit=1, **show_progress).then(None, [link_box], [link_box], js=LINK_JS)
+        # generation starts on the words while the photos upload (Sessions.prepare); Submit takes it up
+        gr.on([pref_text.blur, photos.upload], prepare, [visit_state, pref_text, gender, avoid], None,
+              api_name="prepare", api_visibility=API, concurrency_limit=None, show_progress="hidden",
+              trigger_mode="always_last")
         finish_btn.click(finish, [visit_state, *feedbacks, *rank_dd, overall], outputs, api_name="finish",
                          api_visibility=API, concurrency_limit=None, show_progress_on=[finish_btn])
         for letter_index, letter in enumerate(letters):

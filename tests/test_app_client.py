@@ -105,3 +105,18 @@ def test_app_refuses_to_start_when_an_arm_cannot_load(tmp_path):
                        capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 2
     assert "cannot start the study" in r.stderr and "quokkaplain" in r.stderr and "doctor" in r.stderr
+
+
+def test_early_start_on_the_words_then_submit_shows_four_grids():
+    """The page starts generation when the description box is left or photos are added (/prepare); the
+    Submit that follows shows all four grids as usual."""
+    app = shared_app()
+    c = client(app.url)
+    sid = value(outputs(c.predict(api_name="/consent"))["link"])
+    c.predict("navy wool coats", "any", "", api_name="/prepare")
+    shown = give_preference(c, "navy wool coats")
+    assert all(shown[f"img_{x}{i}"] for x in LETTERS4 for i in range(1, 5))
+    with app.db() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM shown WHERE session_id = ?", (sid,)).fetchone()[0] == 16
+        assert conn.execute("SELECT COUNT(*) FROM events WHERE session_id = ? AND kind = 'error'",
+                            (sid,)).fetchone()[0] == 0

@@ -265,3 +265,23 @@ def test_colour_prompts_cover_pairs_and_leave_out_white():
     assert all(c != "white" and c in t for c, t in prompts)
     assert len(set(prompts[:30])) == 30  # all 10 x 3 pairs before any repeat
     assert {("red", "a red long sleeve top"), ("orange", "an orange dress"), ("blue", "blue trousers")} <= set(prompts)
+
+
+def test_prepare_draws_ahead_and_generate_takes_exactly_those_images(monkeypatch):
+    """Issue 7: generation starts on the words before the photos arrive, and changes nothing it returns."""
+    gen = make()
+    calls = []
+    real_draw = gen.draw
+    monkeypatch.setattr(gen, "draw", lambda prompt, seed, n: calls.append(prompt.text) or real_draw(prompt, seed, n))
+    gen.prepare(Preference(text="a blue shirt"), seed=7)
+    assert len(calls) == 1
+    prepared = gen.generate(Preference(text="a blue shirt", images=[Image.new("RGB", (8, 8))]), seed=7)
+    assert len(calls) == 1  # Submit took the prepared draw instead of drawing again
+    fresh = make().generate(Preference(text="a blue shirt"), seed=7)
+    assert [s.item_id for s in prepared] == [s.item_id for s in fresh]
+    assert all(np.array_equal(pixels(x.image), pixels(y.image)) for x, y in zip(prepared, fresh))
+    # anything the drawing depends on that changed after the early start means drawing again
+    gen.prepare(Preference(text="a blue shirt"), seed=7)
+    gen.generate(Preference(text="a blue shirt", avoid_colours=["navy"]), seed=7)
+    gen.generate(Preference(text="a blue shirt"), seed=8)
+    assert len(calls) == 4

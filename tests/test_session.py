@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dressup.records import Preference
 from study.session import (
     CELL_PIXELS,
     ParticipantError,
@@ -16,7 +17,6 @@ from study.session import (
     Visit,
     check_researcher,
     parse_entry,
-    png_bytes,
     researcher_export,
     researcher_summary,
     session_id_from_link,
@@ -124,11 +124,11 @@ def test_grids_are_four_cells_encoded_identically_and_stored_by_hash(sessions):
     for letter, cells in p.grids.items():
         assert len(cells) == 4
         for cell, row in zip(cells, shown[letter]):
-            assert cell.size == (CELL_PIXELS, CELL_PIXELS) and cell.mode == "RGB" and cell.info == {}
-            data = png_bytes(cell)  # what Gradio serves for this PIL image
+            assert cell == sessions.stimuli_dir / f"{row.image_sha256}.png"  # the file the page serves as it is
+            data = cell.read_bytes()
             assert hashlib.sha256(data).hexdigest() == row.image_sha256
-            assert (sessions.stimuli_dir / f"{row.image_sha256}.png").read_bytes() == data
-            assert Image.open(io.BytesIO(data)).text == {}
+            im = Image.open(io.BytesIO(data))
+            assert im.size == (CELL_PIXELS, CELL_PIXELS) and im.mode == "RGB" and im.text == {} and im.info == {}
     gen_ids = [r.item_id for rows in shown.values() for r in rows if r.item_id.startswith("gen:")]
     assert len(gen_ids) == 4  # one grid is the generative arm's
     pref = sessions.store.preference(sid)
@@ -141,6 +141,28 @@ def test_grids_are_four_cells_encoded_identically_and_stored_by_hash(sessions):
         assert "exif" not in Image.open(path).info
 
 
+def test_generation_starts_on_the_words_and_submit_takes_it_up(sessions, monkeypatch):
+    """Issue 7: the generative arm draws as soon as the text is given (while photos upload); Submit then shows
+    exactly what an unprepared Submit would have, without drawing again."""
+    name, arm = next((n, a) for n, a in sessions.arms.items() if hasattr(a, "generator"))
+    calls = []
+    real_draw = arm.generator.draw
+    monkeypatch.setattr(arm.generator, "draw", lambda *args: calls.append(args[1]) or real_draw(*args))
+    sessions.prepare(None, "red striped dresses")  # before consent: nothing to start, nothing refused
+    sid = sessions.consent(Visit()).session_id
+    sessions.prepare(sid, "", "any")  # no words yet
+    assert calls == []
+    sessions.prepare(sid, "red striped dresses", "womenswear", "green")
+    p = sessions.submit_preference(sid, "red striped dresses", photos(2), "womenswear", "green")
+    assert p.status == "shown" and len(calls) == 1
+    letter = next(x for x, a in sessions.store.session(sid).assignments.items() if a == name)
+    again = arm.recommend(Preference(text="red striped dresses", gender="womenswear", avoid_colours=["green"]),
+                          calls[0])
+    assert [r.item_id for r in sessions.store.shown(sid)[letter]] == [s.item_id for s in again]
+    assert len(calls) == 2
+    assert sessions.store.preference(sid)["text"] == "red striped dresses"
+
+
 def test_resubmitting_or_double_submitting_keeps_the_first_grids(sessions):
     sid = sessions.consent(Visit()).session_id
     with ThreadPoolExecutor(2) as pool:  # a double click: two requests at once
@@ -148,7 +170,7 @@ def test_resubmitting_or_double_submitting_keeps_the_first_grids(sessions):
     first = sessions.store.shown(sid)
     again = sessions.submit_preference(sid, "something else entirely", photos(2))
     assert sessions.store.shown(sid) == first
-    assert [png_bytes(c) for c in again.grids["A"]] == [
+    assert [c.read_bytes() for c in again.grids["A"]] == [
         (sessions.stimuli_dir / f"{r.image_sha256}.png").read_bytes() for r in first["A"]]
 
 
@@ -163,7 +185,7 @@ def test_answers_are_saved_as_given_and_come_back_on_resume(sessions):
     assert visit.session_id == sid
     assert p.wear == {"B": {2: True, 4: False}} and p.ratings == {"B": 7}
     assert p.feedback == {"B": "too formal for me"} and p.ranking == ["D", "B", "A", "C"]
-    assert [png_bytes(c) for c in p.grids["C"]] == [png_bytes(c) for c in sessions.progress(sid).grids["C"]]
+    assert [c.read_bytes() for c in p.grids["C"]] == [c.read_bytes() for c in sessions.progress(sid).grids["C"]]
 
 
 @pytest.mark.parametrize("call, error", [
