@@ -1,13 +1,13 @@
 """Demo build and warm restart: a fresh `python -m dressup demo build` end to end, and the app's start on a built cache.
 
-    python -m bench demo_build                 # fresh build into a temporary cache (5-15 min here), then 3 restarts
+    python -m bench demo_build                 # fresh build into a temporary cache (4-5 min here), then 3 restarts
     python -m bench demo_build --skip-fresh    # restarts only
 
 Fresh build: ``python -m dressup demo build`` on a copy of ``assets/demo.toml`` whose cache, catalogue, encoder
 folders and GAN checkpoint all live in a temporary folder, so everything is built from nothing (catalogue
 drawing, three encoders, the DCGAN, the four indexes) and the real ``cache/demo`` is not touched. Timed from
 the process start to its exit; CPU seconds are the child's (user + system, from ``wait4``). The build itself
-picks one torch thread when the machine is busy (``dressup.demo._choose_threads``).
+uses as many torch threads as cores are idle when it starts (``dressup.demo._choose_threads``).
 
 Warm restart: ``python app.py`` on the real, already built demo cache (answers to a temporary folder), timed
 from the process start until GET /config answers, ``--restarts`` times; the median is the figure. If the real
@@ -69,7 +69,13 @@ def fresh_build(folder: Path, timeout_s: float, heartbeat_s: float = 60) -> dict
     build = json.loads(marker.read_text()) if marker.is_file() else {}
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
             "models_s": build.get("seconds", float("nan")), "load": load,
-            "stages": stages(log_path.read_text(errors="replace"))}
+            "stages": stages(log_path.read_text(errors="replace")), "threads": threads_used(log_path)}
+
+
+def threads_used(log_path: Path) -> str:
+    """The torch thread count the build printed ("demo build: N torch thread(s)"), or "?" if it did not."""
+    m = re.search(r"demo build: (\d+) torch thread", log_path.read_text(errors="replace"))
+    return m.group(1) if m else "?"
 
 
 TQDM = re.compile(r"^(?P<desc>[^|]+?):\s+\d+%\|[^|]*\|\s*[\d.]+[kMG]?/[\d.]+[kMG]?\s*\[(?P<elapsed>[\d:]+)<")
@@ -109,7 +115,7 @@ def warm_restarts(n: int, folder: Path, state: str) -> tuple[list[dict], bool]:
     if state != "built":
         print(f"The real demo models are not built for {DEMO_STUDY.name} "
               f"({'another process is building them now' if state == 'building' else 'missing or out of date'}): "
-              "one untimed start builds them first (5-15 minutes here). Waiting.", flush=True)
+              "one untimed start builds them first (4-5 minutes here). Waiting.", flush=True)
         start_app(study, folder / "app", timeout_s=3600).stop()
         built_first = True
     out = []
@@ -135,8 +141,8 @@ def report(build: dict | None, restarts: list[dict], built_first: bool) -> str:
                      "`ensure_demo_build` records in BUILD.json (catalogue, encoders, GAN); the rest of the wall "
                      "time is Python start-up, loading the models and building the indexes. Peak RSS is the "
                      f"build process's (`ru_maxrss`). The 1-minute load average was {build['load']:.1f} when it "
-                     f"started on {os.cpu_count()} cores (the build trains on one torch thread when it exceeds half "
-                     "the cores).")
+                     f"started on {os.cpu_count()} cores; the build trained on {build['threads']} torch thread(s) "
+                     "(as many as cores were idle when it started, read from /proc/stat).")
         parts.append(markdown_table(["what", "wall s", "CPU s", "models s", "peak RSS MiB", "target", "met"], rows))
         if build["stages"]:
             st = [[name, bars, secs, secs / build["wall"] * 100] for name, (secs, bars) in build["stages"].items()]

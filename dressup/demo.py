@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -140,8 +141,6 @@ def _choose_threads() -> int:
     1-minute load average lags by a minute (it still counts a pip install that just ended), so the idle cores
     are read from two samples of /proc/stat; the load average is the fallback where there is no /proc.
     """
-    import os
-
     import torch
 
     cores = os.cpu_count() or 1
@@ -203,7 +202,9 @@ def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = Fals
         if not force and is_built(study):  # another process finished it while we waited
             return
         t0 = time.time()
-        _choose_threads()
+        threads = _choose_threads()
+        if progress:
+            print(f"demo build: {threads} torch thread(s) on {os.cpu_count()} cores", flush=True)
         key = build_key(study)
         building = study.cache_dir / BUILDING_FILE
         previous = json.loads(building.read_text()).get("key") if building.is_file() else None
