@@ -28,9 +28,9 @@ import re
 import secrets
 import shutil
 import sqlite3
-from collections.abc import Mapping, Sequence
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -197,14 +197,21 @@ def _colour_list(text: str | None) -> list[str]:
     return [w.strip() for w in re.split(r"[,;\n]+", text or "") if w.strip()]
 
 
+def _early_start(arm: Any, pref: Preference, seed: int) -> None:
+    """An arm's ``prepare``; a failure is logged (it names the arm, so it never reaches a participant) and
+    Submit then does the work itself."""
+    try:
+        arm.prepare(pref, seed)
+    except Exception:  # noqa: BLE001
+        log.warning("early start of arm %s failed; Submit computes it instead", getattr(arm, "name", "?"),
+                    exc_info=True)
+
+
 def _after(first: Future | None, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` once ``first`` (an arm's ``prepare``, submitted earlier to the same FIFO pool, so already
-    running or done) has finished; whatever went wrong there, ``fn`` does the work itself."""
+    """``fn(*args)`` once ``first`` (an arm's ``prepare``, submitted earlier to the same FIFO pool, so running,
+    done or cancelled by now) has ended; whatever became of it, ``fn`` does (or takes up) the work."""
     if first is not None:
-        try:
-            first.result()
-        except Exception:  # noqa: BLE001 — the recommend call below redoes (and reports) the work
-            log.warning("an arm's early start failed; computing it at Submit", exc_info=True)
+        wait([first])
     return fn(*args)
 
 
@@ -354,20 +361,30 @@ class Sessions:
 
         The page calls this when the participant leaves the description box or adds photos. Nothing is
         recorded and nothing is refused here: Submit validates and records as always, and takes the prepared
-        work only where it matches the submitted preference exactly (see ``Generator.prepare``).
+        work only where it matches the submitted preference exactly (see ``Generator.prepare``). Early starts
+        are a saving, never a queue: a session has at most one at a time, and none starts while the arms'
+        workers already have one per worker waiting, so calling this in a loop cannot delay anyone's Submit.
         """
         row = self.store.session(session_id) if session_id else None
         text = (text or "").strip()
         gender_key = (gender or "any").strip().lower()
-        if (row is None or row.status not in ("consented", "preference") or not text or len(text) > self.study.ui.max_text_chars
-                or gender_key not in GENDERS or self.store.shown(session_id)):
+        if (row is None or row.status not in ("consented", "preference") or not text
+                or len(text) > self.study.ui.max_text_chars or gender_key not in GENDERS
+                or self.store.shown(session_id)):
             return
         pref = Preference(text=text, gender=GENDERS[gender_key], avoid_colours=_colour_list(avoid_colours))
         seed = self._seed(session_id)
-        started = {arm: self._pool.submit(self.arms[arm].prepare, pref, seed)
-                   for arm in row.assignments.values() if hasattr(self.arms[arm], "prepare")}
+        arms = [arm for arm in row.assignments.values() if hasattr(self.arms[arm], "prepare")]
         with self._preparing_lock:
-            self._preparing[session_id] = started
+            mine = self._preparing.get(session_id, {})
+            for fut in mine.values():
+                fut.cancel()  # not started yet: the newer words replace it
+            busy = sum(not f.done() for started in self._preparing.values() for f in started.values())
+            if any(not f.cancelled() and not f.done() for f in mine.values()) or busy >= len(self.arm_names):
+                return
+            self._preparing.pop(session_id, None)
+            self._preparing[session_id] = {arm: self._pool.submit(_early_start, self.arms[arm], pref, seed)
+                                           for arm in arms}
             while len(self._preparing) > PREPARING_KEEP:
                 self._preparing.pop(next(iter(self._preparing)))
 

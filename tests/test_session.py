@@ -279,3 +279,30 @@ def test_a_failed_attempt_keeps_the_photos_for_the_next_one(sessions):
     p = sessions.submit_preference(sid, "a shirt", [], "any", "")
     assert p.status == "shown" and len(p.grids) == 4
     assert [Path(u["path"]) for u in sessions.store.preference(sid)["uploads"]] == second
+
+
+def test_early_starts_never_queue_up_behind_each_other(sessions, monkeypatch):
+    """Calling /prepare in a loop (a script, a flaky blur event) keeps at most one early start per session and
+    never more than the arms' workers: Submits are never stuck behind a queue of drawings."""
+    import threading
+
+    name, arm = next((n, a) for n, a in sessions.arms.items() if hasattr(a, "generator"))
+    release, calls = threading.Event(), []
+    real_draw = arm.generator.draw
+
+    def slow_draw(*args):
+        calls.append(args[0].text)
+        release.wait(30)
+        return real_draw(*args)
+
+    monkeypatch.setattr(arm.generator, "draw", slow_draw)
+    sids = [sessions.consent(Visit()).session_id for _ in range(8)]
+    for i in range(20):
+        for sid in sids:
+            sessions.prepare(sid, f"outfit number {i}")
+    running = sum(not f.done() for started in sessions._preparing.values() for f in started.values())
+    assert running <= len(sessions.arm_names)
+    release.set()
+    p = sessions.submit_preference(sids[0], "a yellow raincoat", photos(2))
+    assert p.status == "shown"
+    assert len(calls) <= len(sessions.arm_names) + 1  # the early starts that ran, plus Submit's own drawing
