@@ -51,6 +51,17 @@ class EmptyPreference(ValueError):
     """Neither text nor photos were given."""
 
 
+def catalogue_reader(items, palette: dict[str, tuple[int, int, int]] | None,
+                     garments: GarmentLexicon | None) -> QueryReader:
+    """The query reader for a catalogue: its palette, its garment lexicon and, with garment grounding on, its own
+    attribute words (kept as the participant wrote them). One for the retrieval and the generative arms alike."""
+    words: set[str] = set()
+    if garments is not None:
+        for it in items:
+            words.update(a for a in it.attributes if it.attribute_types.get(a) not in ("colour", "gender"))
+    return QueryReader(palette or None, garments, sorted(words))
+
+
 @dataclass
 class RetrievalArm:
     """Encoder + catalogue index. ``palette`` (catalogue colour name -> RGB) switches colour grounding on;
@@ -66,11 +77,7 @@ class RetrievalArm:
 
     @cached_property
     def reader(self) -> QueryReader:
-        words: set[str] = set()
-        if self.garments is not None:  # the catalogue's own attribute words, kept when a participant uses them
-            for it in self.index.items:
-                words.update(a for a in it.attributes if it.attribute_types.get(a) not in ("colour", "gender"))
-        return QueryReader(self.palette or None, self.garments, sorted(words))
+        return catalogue_reader(self.index.items, self.palette, self.garments)
 
     def prepare_text(self, text: str) -> tuple[str, dict[str, str]]:
         """The text the encoder sees: trimmed, bounded, and (if grounding is on) read into the catalogue's
@@ -248,8 +255,12 @@ def _generative(spec: ArmSpec, models: StudyModels) -> Arm:
     settings = dict(spec.generator)
     enc_name = settings.get("encoder")
     encoder = models.encoder(enc_name) if enc_name else None
+    palette = models.palette()
+    reader = None
+    if models.garments is not None:  # the DCGAN was trained on catalogue words: read sentences into them first
+        reader = catalogue_reader(models.catalog.split(models.study.catalogue.split), palette, models.garments)
     gen = load_generator(settings, device=models.device, encoder=encoder, base_dir=models.study.path.parent,
-                         palette=models.palette())
+                         palette=palette, reader=reader)
     return GenerativeArm(spec.name, gen)
 
 

@@ -547,20 +547,26 @@ class DCGANGenerator(Generator):
     """Four images from a trained conditional DCGAN: the (colour-grounded) preference text is embedded by the
     encoder the GAN was trained with, and each image comes from its own seeded noise.
 
-    With no words but photos, the GAN is conditioned on the normalised mean photo embedding (the encoder's
-    shared space). Menswear/womenswear and colours to avoid are not conditions the GAN was trained on; they
-    are recorded in ``Shown.extra`` and otherwise ignored.
+    With a ``reader`` (``dressup.reading.QueryReader``, the one the retrieval arms use) a participant's
+    sentence is first read into the catalogue's words, the form the GAN was trained on ("red striped dress"):
+    measured on the 196 participant-language queries, images carrying the meant colour went from 2.51 of 4
+    (colour words grounded in place, the sentence kept) to 2.99 of 4. Without one, only colour words are
+    grounded (``palette``). With no words but photos, the GAN is conditioned on the normalised mean photo
+    embedding (the encoder's shared space). Menswear/womenswear and colours to avoid are not conditions the GAN
+    was trained on; they are recorded in ``Shown.extra`` and otherwise ignored.
     """
 
     kind = "dcgan"
 
     def __init__(self, net: ConditionalGenerator, encoder: TextImageEncoder, *, model_id: str,
                  palette: dict[str, tuple[int, int, int]] | None = None, candidates: int = 4,
-                 scorer: PreferenceScorer | None = None, device: str | torch.device = "cpu") -> None:
+                 scorer: PreferenceScorer | None = None, device: str | torch.device = "cpu",
+                 reader: Any = None) -> None:
         self.net = net.eval().to(device)
         self.encoder = encoder
         self.model_id = model_id
         self.palette = palette
+        self.reader = reader
         self.candidates = candidates
         self.scorer = scorer
         self.device = torch.device(device)
@@ -568,7 +574,7 @@ class DCGANGenerator(Generator):
     @classmethod
     def load(cls, path: str | os.PathLike, encoder: TextImageEncoder, *, device: str | torch.device = "cpu",
              palette: dict[str, tuple[int, int, int]] | None = None, candidates: int = 4,
-             scorer: PreferenceScorer | None = None) -> "DCGANGenerator":
+             scorer: PreferenceScorer | None = None, reader: Any = None) -> "DCGANGenerator":
         """Load ``checkpoint.pt`` (or the folder holding it) and check the encoder is the one it was trained
         with (same embedding of a probe text)."""
         ck = read_checkpoint(path)
@@ -584,17 +590,22 @@ class DCGANGenerator(Generator):
         net = generator_from_checkpoint(ck)
         digest = hashlib.sha256(Path(ck["path"]).read_bytes()).hexdigest()[:16]
         return cls(net, encoder, model_id=f"dcgan:{digest}", palette=palette, candidates=candidates, scorer=scorer,
-                   device=device)
+                   device=device, reader=reader)
 
     def id_settings(self) -> dict[str, Any]:
-        return {"image_size": self.net.cfg.image_size, "grounding": bool(self.palette)}
+        return {"image_size": self.net.cfg.image_size, "grounding": bool(self.palette),
+                **({"reading": True} if self.reader is not None else {})}
 
     def prompt(self, pref: Preference) -> Prompt:
         text = " ".join((pref.text or "").split())[:2000]
         extra: dict[str, Any] = {"ignored": {k: v for k, v in (("gender", pref.gender),
                                                                 ("avoid_colours", pref.avoid_colours)) if v}}
         if text:
-            if self.palette:
+            if self.reader is not None:
+                reading = self.reader.read(text)
+                text = reading.text or text
+                extra["colour_mapping"] = reading.colours
+            elif self.palette:
                 from dressup.colours import ground_colours
 
                 text, mapping = ground_colours(text, self.palette)

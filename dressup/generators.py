@@ -528,7 +528,8 @@ def load_sd15(settings: SDSettings, device: torch.device) -> Any:
 
 
 def _load_sd15_generator(settings: dict[str, Any], *, device, encoder, base_dir: Path,
-                         palette: dict | None) -> Generator:
+                         palette: dict | None, reader: Any = None) -> Generator:
+    """SD1.5 reads whole sentences with its own CLIP text encoder: no palette, no reader."""
     s = parse_settings(settings, SDSettings, "generator (sd15)")
     model_dir = base_dir / s.model
     if not Path(s.model).is_absolute() and model_dir.is_dir():
@@ -554,7 +555,7 @@ class DCGANSettings(CommonSettings):
 
 
 def _load_dcgan_generator(settings: dict[str, Any], *, device, encoder, base_dir: Path,
-                          palette: dict | None) -> Generator:
+                          palette: dict | None, reader: Any = None) -> Generator:
     from dressup.dcgan import DCGANGenerator
 
     s = parse_settings(settings, DCGANSettings, "generator (dcgan)")
@@ -572,7 +573,8 @@ def _load_dcgan_generator(settings: dict[str, Any], *, device, encoder, base_dir
         palette = CATALOGUE_COLOURS
     return DCGANGenerator.load(path, encoder, device=resolve_device(device),
                                palette=palette if s.colour_grounding else None,
-                               candidates=int(s.candidates), scorer=_scorer(s, encoder, "generator (dcgan)"))
+                               candidates=int(s.candidates), scorer=_scorer(s, encoder, "generator (dcgan)"),
+                               reader=reader if s.colour_grounding else None)
 
 
 GENERATOR_KINDS: dict[str, Callable[..., Generator]] = {"sd15": _load_sd15_generator, "dcgan": _load_dcgan_generator}
@@ -580,18 +582,19 @@ GENERATOR_KINDS: dict[str, Callable[..., Generator]] = {"sd15": _load_sd15_gener
 
 def load_generator(settings: dict[str, Any], *, device: str | torch.device | None = "auto",
                    encoder: TextImageEncoder | None = None, base_dir: str | Path = ".",
-                   palette: dict[str, tuple[int, int, int]] | None = None) -> Generator:
+                   palette: dict[str, tuple[int, int, int]] | None = None, reader: Any = None) -> Generator:
     """The generator a study file's ``[arms.NAME.generator]`` describes, picked by ``kind``.
 
     ``encoder`` scores candidates (``candidates > 4``) and conditions the DCGAN; ``base_dir`` (the study
     file's folder) resolves relative paths; ``palette`` (catalogue colour name -> RGB) grounds colour words
-    for the DCGAN.
+    for the DCGAN, and ``reader`` (``dressup.reading.QueryReader``) reads a whole sentence into the
+    catalogue's words for it.
     """
     kind = settings.get("kind")
     if kind not in GENERATOR_KINDS:
         raise GeneratorSettingsError(f"generator kind {kind!r} is unknown; set kind = one of {sorted(GENERATOR_KINDS)}")
     return GENERATOR_KINDS[kind](dict(settings), device=device, encoder=encoder, base_dir=Path(base_dir),
-                                 palette=palette)
+                                 palette=palette, reader=reader)
 
 
 # ---------------------------------------------------------------------------------------------------------

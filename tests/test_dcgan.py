@@ -250,3 +250,27 @@ def test_dcgan_generator_refuses_another_encoder(trained, tiny_encoders):
         DCGANGenerator.load(out, tiny_encoders[1])
     with pytest.raises(GeneratorSettingsError, match="encoder ="):
         load_generator({"kind": "dcgan", "checkpoint": str(out)}, device="cpu", base_dir=root)
+
+
+def test_dcgan_generator_reads_a_sentence_into_the_words_it_was_trained_on(trained, tiny_encoders, tmp_path):
+    """With the study's query reader, a participant's sentence conditions the GAN as the catalogue words it was
+    trained on ("red dress"), not as the whole sentence; without one only colour words are grounded."""
+    from dressup.colours import CATALOGUE_COLOURS
+    from dressup.garments import GarmentLexicon
+    from dressup.reading import QueryReader
+
+    root, _ = trained
+    lexicon = GarmentLexicon.load_or_build({"dress": ["dress.n.01"], "skirt": ["skirt.n.02"]}, tmp_path)
+    reader = QueryReader(dict(CATALOGUE_COLOURS), lexicon, ["solid"])
+    settings = {"kind": "dcgan", "checkpoint": "dcgan", "encoder": "tiny0"}
+    gen = load_generator(settings, device="cpu", encoder=tiny_encoders[0], base_dir=root, reader=reader)
+    sentence = "Hi! I'd love a crimson frock for a June wedding, nothing with stripes"
+    shown = gen.generate(Preference(text=sentence), seed=4)
+    assert shown[0].extra["prompt"] == "red dress" and shown[0].extra["colour_mapping"] == {"crimson": "red"}
+    direct = gen.generate(Preference(text="red dress"), seed=4)
+    assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(shown, direct))
+    plain = load_generator(settings, device="cpu", encoder=tiny_encoders[0], base_dir=root)
+    assert plain.generate(Preference(text=sentence), seed=4)[0].extra["prompt"] == sentence.replace("crimson", "red")
+    no_grounding = load_generator({**settings, "colour_grounding": False}, device="cpu", encoder=tiny_encoders[0],
+                                  base_dir=root, reader=reader)
+    assert no_grounding.generate(Preference(text=sentence), seed=4)[0].extra["prompt"] == sentence
