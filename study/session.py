@@ -222,15 +222,19 @@ def _clean(image: Image.Image) -> Image.Image:
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` unless it exists, so that no reader (a concurrent render, a restart after a
+    crash) ever sees half a file. ``durable`` also flushes it to disk first: answers' files need that, a
+    throw-away copy does not."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -415,7 +419,7 @@ class Sessions:
             content = hashlib.sha256(data).hexdigest()
             # per-session file name: withdrawing one session never deletes another's identical photo
             path = self.uploads_dir / (hashlib.sha256(session_id.encode() + data).hexdigest() + ".jpg")
-            _atomic_write(path, data)
+            atomic_write(path, data)
             uploads.append((content, str(path), im.width, im.height))
         return images, uploads
 
@@ -449,7 +453,7 @@ class Sessions:
             for pos, s in enumerate(shown, 1):
                 data = png_bytes(_clean(fit_cell(s.image, CELL_PIXELS)))
                 sha = hashlib.sha256(data).hexdigest()
-                _atomic_write(self.stimuli_dir / f"{sha}.png", data)
+                atomic_write(self.stimuli_dir / f"{sha}.png", data)
                 rows.append(ShownRow(letter, pos, s.item_id, sha, s.caption, float(s.score)))
             grids[letter] = rows
         self.store.save_shown(session_id, grids)  # False when a concurrent submit recorded first: theirs stand

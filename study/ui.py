@@ -15,9 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +27,7 @@ from study.session import (
     Progress,
     Sessions,
     Visit,
+    atomic_write,
     dumps_summary,
     parse_entry,
     researcher_export,
@@ -114,10 +113,7 @@ def served(stimulus: Path) -> str:
     try:
         os.utime(target)  # handed out again: restart its clock, as Gradio does for its own cached copies
     except FileNotFoundError:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".image.{os.getpid()}.{threading.get_ident()}.tmp")
-        shutil.copyfile(stimulus, tmp)
-        os.replace(tmp, target)  # a concurrent render of the same cell never sees half a file
+        atomic_write(target, stimulus.read_bytes(), durable=False)  # the results folder keeps the durable one
     return str(target)
 
 
