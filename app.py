@@ -14,6 +14,7 @@ import logging
 import sys
 
 from dressup.config import StudyFileError, load_study
+from dressup.device import DeviceError, gpu_policy
 from study.session import ResultsFolderError, Sessions, check_results_folder
 
 
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = load_study(args.study)
         check_results_folder(study)
-    except (StudyFileError, ResultsFolderError) as e:
+        cpu_warning = gpu_policy(study.profile, study.device, study.allow_cpu, study.path)
+    except (StudyFileError, ResultsFolderError, DeviceError) as e:
         print(f"dressup: cannot start the study: {e}", file=sys.stderr)
         return 2
     # torch, the models and Gradio load only now, so a bad study file or results folder is reported at once
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dressup: cannot start the study: {e}", file=sys.stderr)
         return 2
     print(f"study {study.name!r}: {len(arms)} arms ready; results in {study.results_dir}", flush=True)
+    if cpu_warning:
+        print(f"WARNING: {cpu_warning}", file=sys.stderr, flush=True)
     launch(build_ui(sessions), sessions, host=args.host, port=args.port)
     return 0
 

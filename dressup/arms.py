@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from dressup.config import ArmSpec, QuerySpec, Study, StudyFileError
+from dressup.device import resolve_device
 from dressup.garments import GarmentLexicon
 from dressup.images import load_image
 from dressup.index import CatalogueIndex, NotEnoughItems, choose_kind, load_or_build, reciprocal_rank_fusion
@@ -179,16 +180,6 @@ class GenerativeArm:
         if len(shown) != GRID:
             raise RuntimeError(f"generator of arm {self.name} returned {len(shown)} images, not {GRID}")
         return shown
-
-
-def resolve_device(requested: str) -> str:
-    """"auto" -> cuda when available; a GPU study on a CPU machine warns instead of failing."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        log.warning("study asks for a GPU but none is available: running on CPU (slow)")
-        return "cpu"
-    return requested
 
 
 class StudyModels:

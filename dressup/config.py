@@ -144,6 +144,7 @@ class Study:
     ui: UISpec
     push: PushSpec
     raw: dict[str, Any]
+    allow_cpu: bool = False  # the paper profile runs without CUDA only when this says so (dressup.device)
 
     @property
     def db_path(self) -> Path:
@@ -238,7 +239,7 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
         participants_wanted=int(s.get("participants_wanted", 24)),
         results_dir=_resolve(base, s.get("results_dir", "../results")),
         cache_dir=cache_dir,
-        device=s.get("device", "auto"),
+        device=_device_choice(s.get("device", "auto"), p),
         catalogue=catalogue,
         encoders=encoders,
         train=train,
@@ -247,7 +248,23 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
         ui=_pick(dict(raw.get("ui", {})), UISpec, "ui"),
         push=_pick(dict(raw.get("push", {})), PushSpec, "push"),
         raw=raw,
+        allow_cpu=_flag(s.get("allow_cpu", False), "study", "allow_cpu", p),
     )
+
+
+def _device_choice(value: Any, path: Path) -> str:
+    from dressup.device import DEVICES
+
+    if value not in DEVICES:
+        raise StudyFileError(f"{path}: [study] device = {value!r} is not one of {list(DEVICES)}; "
+                             f"use \"cuda\" for a GPU, \"auto\" to use one when there is one")
+    return value
+
+
+def _flag(value: Any, section: str, key: str, path: Path) -> bool:
+    if not isinstance(value, bool):
+        raise StudyFileError(f"{path}: [{section}] {key} = {value!r} must be true or false")
+    return value
 
 
 def _expand_spec(spec: str, base: Path) -> str:

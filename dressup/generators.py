@@ -48,8 +48,9 @@ sd15: fallback_text ``"a stylish everyday garment"``                  used when 
 sd15: safety_checker true                                             false only with the ethics board's say-so
 sd15: safety_retries 2                                                redraws of a flagged image before a
                                                                       neutral placeholder is shown
-sd15: batch_size    8                                                 images per pipeline call
-sd15: progress      true                                              diffusers' progress bar
+sd15: batch_size    8                                                 images per pipeline call (several
+                                                                      participants' images share one call)
+sd15: progress      false                                             diffusers' progress bar (per call)
 dcgan: checkpoint   (required)                                        ``train_dcgan``'s folder or its
                                                                       ``checkpoint.pt``
 dcgan: colour_grounding true                                          map colour words to catalogue colours
@@ -58,6 +59,7 @@ dcgan: steps, batch_size, image_size                                  training k
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -73,6 +75,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dressup.device import resolve_device as _resolve_device
+from dressup.pipeline_worker import worker_for
+from dressup.prompt_fit import PromptFitter
 from dressup.records import Preference, Shown
 
 log = logging.getLogger(__name__)
@@ -338,15 +343,8 @@ def _scorer(s: CommonSettings, encoder: TextImageEncoder | None, where: str) -> 
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> cuda when available; a CUDA request on a machine without one warns and uses the CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn("a CUDA device was asked for but none is available: generating on the CPU (slow)",
-                      RuntimeWarning, stacklevel=3)
-        return torch.device("cpu")
-    return device
+    """``dressup.device.resolve_device`` as a ``torch.device``."""
+    return torch.device(_resolve_device(None if device is None else str(device)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -370,7 +368,7 @@ class SDSettings(CommonSettings):
     safety_checker: bool = True
     safety_retries: int = 2
     batch_size: int = 8
-    progress: bool = True
+    progress: bool = False  # one bar per call floods a served app's log; the CLI turns it on
 
 
 def _scheduler_table() -> dict[str, type]:
@@ -421,6 +419,7 @@ class SD15Generator(Generator):
         if settings.width % 8 or settings.height % 8:
             raise GeneratorSettingsError(f"width/height {settings.width}x{settings.height} must be multiples of 8")
         self.pipe = pipe
+        self._fit = PromptFitter(pipe.tokenizer)  # counts tokens on callers' threads; the pipeline's own is the worker's
         self.settings = settings
         self.scorer = scorer
         self.candidates = int(settings.candidates)
@@ -435,36 +434,24 @@ class SD15Generator(Generator):
                 "dtype": str(self.pipe.unet.dtype)}
 
     def prompt(self, pref: Preference) -> Prompt:
-        """Participant's words (+ menswear/womenswear) into the template; colours to avoid into the negative."""
+        """Participant's words (+ menswear/womenswear) into the template; colours to avoid into the negative.
+
+        Both are fitted to the text encoder's token budget (``dressup.prompt_fit``): the participant's words
+        are trimmed, the template's instructions and the fixed negative prompt never are.
+        """
         words = " ".join((pref.text or "").split())[:500] or self.settings.fallback_text
+        template = self.settings.prompt_template
         if pref.gender:
-            words = f"{words}, {pref.gender}"
-        negative = self.settings.negative_prompt
+            template = template.replace("{text}", "{text}, " + pref.gender.replace("{", "").replace("}", ""), 1)
         avoid = [" ".join(c.split())[:40] for c in pref.avoid_colours if c and c.strip()]
-        if avoid:
-            negative = ", ".join([negative, *avoid]) if negative else ", ".join(avoid)
-        return Prompt(self.settings.prompt_template.format(text=words), negative)
+        return Prompt(self._fit.words(template, words), self._fit.items(self.settings.negative_prompt, avoid))
 
     def _run(self, prompt: Prompt, seeds: list[int]) -> tuple[list[Image.Image], list[bool]]:
-        images: list[Image.Image] = []
-        flags: list[bool] = []
-        bs = max(1, int(self.settings.batch_size))
-        for start in range(0, len(seeds), bs):
-            chunk = seeds[start:start + bs]
-            out = self.pipe(
-                prompt=[prompt.text] * len(chunk),
-                negative_prompt=[prompt.negative] * len(chunk) if prompt.negative else None,
-                num_inference_steps=int(self.settings.steps),
-                guidance_scale=float(self.settings.guidance_scale),
-                height=int(self.settings.height),
-                width=int(self.settings.width),
-                generator=[torch.Generator("cpu").manual_seed(s) for s in chunk],
-                output_type="pil",
-            )
-            images += [im.convert("RGB") for im in out.images]
-            nsfw = out.nsfw_content_detected
-            flags += [bool(f) for f in nsfw] if nsfw is not None else [False] * len(chunk)
-        return images, flags
+        """Drawn by the pipeline's one worker thread, batched with other participants' waiting images."""
+        s = self.settings
+        kwargs = {"num_inference_steps": int(s.steps), "guidance_scale": float(s.guidance_scale),
+                  "height": int(s.height), "width": int(s.width), "output_type": "pil"}
+        return worker_for(self.pipe).run(prompt.text, prompt.negative, seeds, kwargs, int(s.batch_size))
 
     def draw(self, prompt: Prompt, seed: int, n: int) -> list[Drawn]:
         seeds = [image_seed(seed, i) for i in range(n)]
@@ -512,12 +499,12 @@ def load_sd15(settings: SDSettings, device: torch.device) -> Any:
     if not settings.safety_checker:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(settings.model, **kwargs)
+        pipe = _from_pretrained(StableDiffusionPipeline, settings.model, kwargs, fp16=device.type == "cuda")
     except (OSError, ValueError) as e:
         raise GeneratorSettingsError(
             f"could not load Stable Diffusion model {settings.model!r}: {e}. It is a Hub id (downloaded once, "
             f"about 4 GB, needs network) or a folder written by save_pretrained; check the name, or download it "
-            f"with `huggingface-cli download {settings.model}` on a machine with network") from e
+            f"with `hf download {settings.model}` on a machine with network") from e
     if settings.safety_checker and pipe.safety_checker is None:
         raise GeneratorSettingsError(
             f"model {settings.model!r} has no safety checker, and participants must not see unfiltered images; "
@@ -525,6 +512,17 @@ def load_sd15(settings: SDSettings, device: torch.device) -> Any:
     if not settings.safety_checker:
         log.warning("the Stable Diffusion safety checker is OFF: participants may see unfiltered images")
     return pipe.to(device)
+
+
+def _from_pretrained(cls: Any, model: str, kwargs: dict[str, Any], *, fp16: bool) -> Any:
+    """On a GPU, the repository's fp16 files (half the download and load time) when it has them; otherwise,
+    or on the CPU, the full-precision files."""
+    if fp16:
+        try:
+            return cls.from_pretrained(model, variant="fp16", **kwargs)
+        except (OSError, ValueError) as e:
+            log.info("no fp16 variant of %s (%s); loading the full-precision files", model, e)
+    return cls.from_pretrained(model, **kwargs)
 
 
 def _load_sd15_generator(settings: dict[str, Any], *, device, encoder, base_dir: Path,
@@ -601,17 +599,35 @@ def load_generator(settings: dict[str, Any], *, device: str | torch.device | Non
 # Tiny random pipelines (tests and benchmarks only; never shown to participants)
 
 
-def char_clip_tokenizer():
-    """A CLIP tokenizer built offline whose vocabulary is every byte (as a word-middle and a word-end piece),
-    so different prompts give different token ids without downloading a real vocabulary."""
+def clip_tokenizer():
+    """The real CLIP tokenizer (OpenAI's 49,408-token BPE, as Stable Diffusion 1.5 and FashionCLIP use it),
+    built offline from the BPE file open_clip ships, so tiny test pipelines count tokens as the real ones do."""
+    import copy
+
+    return copy.deepcopy(_clip_tokenizer())
+
+
+@functools.lru_cache(maxsize=1)
+def _clip_tokenizer():
+    import gzip
+    import tempfile
+
+    from open_clip.tokenizer import default_bpe
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    vocab = {"<|startoftext|>": 0, "!": 1, "<|endoftext|>": 2}
-    for ch in bytes_to_unicode().values():
-        for piece in (ch, ch + "</w>"):
-            vocab.setdefault(piece, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    byte_chars = list(bytes_to_unicode().values())
+    vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
+        (Path(d) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+        return CLIPTokenizer(str(Path(d) / "vocab.json"), str(Path(d) / "merges.txt"), model_max_length=77,
+                             pad_token="<|endoftext|>")
+
+
+char_clip_tokenizer = clip_tokenizer  # the earlier name, kept until the tests' fixtures move (issue 21)
 
 
 def tiny_sd_pipeline(seed: int = 0, safety_checker: torch.nn.Module | None = None):
@@ -628,9 +644,9 @@ def tiny_sd_pipeline(seed: int = 0, safety_checker: torch.nn.Module | None = Non
     vae = AutoencoderKL(
         block_out_channels=[4, 8], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
         up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=2)
-    tokenizer = char_clip_tokenizer()
+    tokenizer = clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, pad_token_id=1, hidden_size=8, intermediate_size=37, layer_norm_eps=1e-5,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_size=8, intermediate_size=37, layer_norm_eps=1e-5,
         num_attention_heads=2, num_hidden_layers=2, vocab_size=len(tokenizer)))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)

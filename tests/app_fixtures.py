@@ -120,6 +120,7 @@ participants_wanted = 24
 results_dir = "results"
 cache_dir = "cache"
 device = "cpu"
+allow_cpu = true
 
 [catalogue]
 kind = "demo"
