@@ -10,8 +10,8 @@ A spec string says where the weights come from, open_clip-style, and a small tab
 ``local:DIR``       a folder written by ``Encoder.save`` / ``dressup.train``: exactly what was trained
 ==================  ==========================================================================
 
-Every encoder has the same small protocol (``Encoder``): deterministic preprocessing (squash-resize to the
-tower's square input, no centre crop, as the paper did for the STN), L2-normalised image and text
+Every encoder has the same small protocol (``Encoder``): its published model's own deterministic preprocessing
+(``dressup.preprocess``; a plain squash in front of an STN), L2-normalised image and text
 embeddings, ``features`` with gradients for training, a ``fingerprint`` that index manifests use to detect
 a stale index, and ``save`` to a ``local:`` folder.
 
@@ -35,7 +35,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import open_clip
 import timm
 import torch
@@ -51,6 +50,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dressup.config import EncoderSpec
+from dressup.preprocess import (ClipProcessorGeometry, Geometry, OpenClipGeometry, PreprocessError, SquashGeometry,
+                                resize_to_tensor, to_tensor)
 from dressup.stn import STNTower
 
 __all__ = [
@@ -171,22 +172,6 @@ def _device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def _int_size(size: Any) -> int:
-    if isinstance(size, (tuple, list)):
-        if size[0] != size[1]:
-            raise EncoderError(f"image tower expects non-square {tuple(size)} input; only square sizes are supported")
-        return int(size[0])
-    return int(size)
-
-
-def resize_to_tensor(img: Image.Image, size: int) -> torch.Tensor:
-    """uint8 [3, size, size]: RGB, squash-resized with bicubic filtering (no centre crop), deterministic."""
-    img = img.convert("RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
 def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
     """sha256 over names, dtypes, shapes and bytes of a state dict, in key order."""
     h = hashlib.sha256()
@@ -211,7 +196,8 @@ class Encoder:
     backend: str = ""
 
     def __init__(self, name: str, spec: str, module: nn.Module, *, image_size: int, mean: Sequence[float],
-                 std: Sequence[float], embed_dim: int, options: dict[str, Any] | None = None):
+                 std: Sequence[float], embed_dim: int, options: dict[str, Any] | None = None,
+                 geometry: Geometry | None = None):
         self.name = name
         self.spec = spec
         self.module = module
@@ -220,6 +206,7 @@ class Encoder:
         self.options = dict(options or {})
         self.stn = False
         self.lock_text = False
+        self._geometry = geometry or SquashGeometry(self.image_size)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
@@ -255,9 +242,20 @@ class Encoder:
         return self
 
     # --- images
+    @property
+    def geometry(self) -> Geometry:
+        """How ``resize`` makes the tower's square: the published model's own pipeline, or the paper's plain squash
+        with an STN in front (it learns its own crop and warp, so it must see the whole garment)."""
+        return SquashGeometry(self.image_size) if self.stn else self._geometry
+
+    @property
+    def preprocessing(self) -> str:
+        """``geometry``'s stable name (e.g. "open_clip-shortest-224-bicubic"); index manifests compare it."""
+        return self.geometry.description
+
     def resize(self, img: Image.Image) -> torch.Tensor:
-        """uint8 [3, S, S]: RGB, squash-resized (bicubic) to the tower's square input, no crop."""
-        return resize_to_tensor(img, self.image_size)
+        """uint8 [3, S, S]: RGB, resized (and cropped or padded) by ``geometry``; the input training caches."""
+        return to_tensor(self.geometry(img))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """float32 normalised pixels from uint8 [..., 3, S, S] (or float in [0, 1])."""
@@ -267,7 +265,7 @@ class Encoder:
         return (x - self._mean.to(x.device)) / self._std.to(x.device)
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
-        """float32 [3, S, S], resized without centre crop and normalised with the model's mean/std."""
+        """float32 [3, S, S]: ``resize``, then normalised with the model's mean/std."""
         return self.normalize(self.resize(img))
 
     def encode_images(self, batch: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -439,9 +437,9 @@ class OpenClipEncoder(Encoder):
     def __init__(self, name: str, spec: str, model: nn.Module, tokenizer: Any, model_cfg: dict[str, Any],
                  options: dict[str, Any] | None = None):
         pp = model.visual.preprocess_cfg
-        embed_dim = int(model_cfg["embed_dim"])
-        super().__init__(name, spec, model, image_size=_int_size(model.visual.image_size), mean=pp["mean"],
-                         std=pp["std"], embed_dim=embed_dim, options=options)
+        geometry = OpenClipGeometry.from_cfg(pp, model.visual.image_size)
+        super().__init__(name, spec, model, image_size=geometry.size, mean=pp["mean"], std=pp["std"],
+                         embed_dim=int(model_cfg["embed_dim"]), options=options, geometry=geometry)
         self.tokenizer = tokenizer
         self.model_cfg = copy.deepcopy(model_cfg)
 
@@ -520,12 +518,8 @@ class OpenClipEncoder(Encoder):
             tok = {"kind": "simple", "context_length": self.tokenizer.context_length}
         else:  # e.g. SigLipTokenizer: rebuilt by name (may need the Hub cache)
             tok = {"kind": "open_clip", "model": self.options.get("base_spec", self.spec).split(":", 1)[-1]}
-        return {"model_cfg": model_cfg, "preprocess_cfg": _jsonable(self.module.visual.preprocess_cfg),
-                "tokenizer": tok}
-
-
-def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(cfg, default=list))
+        pp = json.loads(json.dumps(self.module.visual.preprocess_cfg, default=list))  # tuples -> JSON lists
+        return {"model_cfg": model_cfg, "preprocess_cfg": pp, "tokenizer": tok}
 
 
 # ---------------------------------------------------------------------------------------------- transformers
@@ -553,7 +547,8 @@ class TransformersEncoder(Encoder):
                  image_size: int | None = None, options: dict[str, Any] | None = None):
         size = int(image_size or model.config.vision_config.image_size)
         super().__init__(name, spec, model, image_size=size, mean=processor.image_mean, std=processor.image_std,
-                         embed_dim=int(model.config.projection_dim), options=options)
+                         embed_dim=int(model.config.projection_dim), options=options,
+                         geometry=ClipProcessorGeometry.from_processor(processor, size))
         self.tokenizer = tokenizer
         self.processor = processor
 
@@ -660,9 +655,13 @@ def _build_openclip(cfg: dict[str, Any], preprocess_cfg: dict[str, Any] | None, 
     registered name, but without its global registry: that is keyed by file stem, so two studies' configs
     of the same file name would silently swap architectures.
 
-    ``from_checkpoint`` skips pretrained tower weights (a ``local:`` folder's weights replace them anyway).
+    ``from_checkpoint`` skips pretrained tower weights (a ``local:`` folder's weights replace them anyway). A
+    config may carry the model's ``preprocess_cfg`` (as open_clip's ``open_clip_config.json`` does beside it).
     """
     build = copy.deepcopy(cfg)
+    pp = asdict(PreprocessCfg())
+    pp.update(build.pop("preprocess_cfg", None) or {})
+    pp.update(preprocess_cfg or {})
     if "multimodal_cfg" in build:
         raise EncoderError(f"{where}: CoCa-style models (multimodal_cfg) are not supported as encoders")
     text_cfg, vision_cfg = build["text_cfg"], build["vision_cfg"]
@@ -673,8 +672,6 @@ def _build_openclip(cfg: dict[str, Any], preprocess_cfg: dict[str, Any] | None, 
         vision_cfg["timm_model_pretrained"] = bool(vision_cfg.get("timm_model_pretrained")) and not from_checkpoint
     cls = CustomTextCLIP if (build.pop("custom_text", False) or is_hf) else CLIP
     model = cls(**build)
-    pp = asdict(PreprocessCfg())
-    pp.update(preprocess_cfg or {})
     pp["size"] = model.visual.image_size
     set_model_preprocess_cfg(model, pp)
     return model
@@ -808,8 +805,11 @@ def load_encoder(spec: EncoderSpec | str, device: str | torch.device = "cpu") ->
     else:
         raise EncoderError(f"encoder spec {spec.spec!r} has no known scheme; start it with one of {list(_LOADERS)} "
                            "(e.g. 'hf-hub:Marqo/marqo-fashionCLIP' or 'config:assets/models/dressup-demo-small.json')")
-    with _quiet_transformers():
-        enc = loader(spec, ident)
+    try:  # geometry is read at load time: a model whose preprocessing cannot be reproduced fails here
+        with _quiet_transformers():
+            enc = loader(spec, ident)
+    except PreprocessError as e:
+        raise EncoderError(f"encoder {spec.spec!r}: {e}") from e
     if scheme != "local:" and spec.options.get("image_tower"):
         with _seeded(int(spec.options.get("seed", 0)) + 2):
             enc._replace_image_tower(spec.options["image_tower"], bool(spec.options.get("image_tower_pretrained")))

@@ -5,8 +5,14 @@ search through ID selectors (so constraints such as "menswear only" are applied 
 shortening a result list afterwards), and reads/writes its own index files.
 
 An index folder holds ``index.faiss``, ``vectors.npy`` (the normalised embeddings, so fusion and evaluation
-can reuse them) and ``manifest.json`` (encoder spec, encoder fingerprint, catalogue hash, item ids, kind).
-``load_or_build`` rebuilds when any of those no longer match: a stale index is never served.
+can reuse them) and ``manifest.json`` (encoder spec, encoder fingerprint, the encoder's preprocessing,
+catalogue hash, item ids, kind). ``load_or_build`` rebuilds when any of those no longer match: a stale index
+is never served.
+
+Manifests written before they recorded preprocessing come from indexes whose images were all squash-resized
+(bicubic) to the tower's size. Such an index is kept only when the encoder's own pipeline gives exactly those
+pixels on every catalogue image (read from the image headers: square images, or an STN's squash), as on the
+demo's square catalogue; its manifest then gains the field. Otherwise it is rebuilt.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from typing import Iterable, Sequence
 import faiss
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -44,10 +51,30 @@ class Manifest:
     dim: int
     item_ids: list[str] = field(default_factory=list)
     built_at: float = 0.0
+    preprocessing: str = ""  # Encoder.preprocessing; "" in manifests written before it was recorded
 
     def matches(self, other: "Manifest") -> bool:
-        return (self.encoder_fingerprint, self.catalogue_hash, self.kind, self.item_ids) == (
-            other.encoder_fingerprint, other.catalogue_hash, other.kind, other.item_ids)
+        return (self.encoder_fingerprint, self.preprocessing, self.catalogue_hash, self.kind, self.item_ids) == (
+            other.encoder_fingerprint, other.preprocessing, other.catalogue_hash, other.kind, other.item_ids)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)  # atomically: a crash mid-write leaves the old manifest (or none), never half of one
+
+
+def _squashed_alike(encoder, items: Sequence[Item]) -> bool:
+    """Whether ``encoder``'s preprocessing gives every item the pixels the old squash-only preprocessing gave
+    (see the module docstring), judged from the image headers; an unreadable image means no."""
+    geometry = encoder.geometry
+    try:
+        for it in items:
+            with Image.open(it.image_path) as im:
+                if not geometry.same_as_squash(*im.size):
+                    return False
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def choose_kind(requested: str, n_items: int, approximate_above: int) -> str:
@@ -171,12 +198,16 @@ def load_or_build(folder: Path, encoder, items: Sequence[Item], catalogue_hash: 
     folder = Path(folder)
     want = Manifest(
         encoder_spec=encoder.spec, encoder_fingerprint=encoder.fingerprint(), catalogue_hash=catalogue_hash,
-        kind=kind, dim=encoder.embed_dim, item_ids=[it.item_id for it in items],
+        kind=kind, dim=encoder.embed_dim, item_ids=[it.item_id for it in items], preprocessing=encoder.preprocessing,
     )
     mpath = folder / "manifest.json"
     if mpath.is_file():
         try:
             have = Manifest(**json.loads(mpath.read_text()))
+            if not have.preprocessing and Manifest(**dict(asdict(have), preprocessing=want.preprocessing)).matches(want) \
+                    and _squashed_alike(encoder, items):
+                have.preprocessing = want.preprocessing
+                have.save(mpath)
             if have.matches(want):
                 return CatalogueIndex(VectorIndex.load(folder, kind), list(items), have)
         except (ValueError, TypeError, RuntimeError, OSError):
@@ -185,9 +216,7 @@ def load_or_build(folder: Path, encoder, items: Sequence[Item], catalogue_hash: 
     index = VectorIndex(vectors, kind)
     index.save(folder)
     want.built_at = time.time()
-    tmp = mpath.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(want)))
-    tmp.replace(mpath)  # the manifest is written last and atomically: a crash mid-build means "stale"
+    want.save(mpath)  # the manifest is written last: a crash mid-build means "stale"
     return CatalogueIndex(index, list(items), want)
 
 

@@ -77,14 +77,16 @@ def test_config_encoder_gives_normalised_deterministic_embeddings(tiny_config):
     torch.testing.assert_close(again.encode_images(batch), img)
 
 
-def test_preprocess_squashes_without_centre_crop(tiny_config):
+def test_preprocess_is_the_models_own_resize_then_its_normalisation(tiny_config):
+    """open_clip's default geometry centre-crops; an STN's squash keeps everything (tests/test_preprocess.py)."""
     enc = load_encoder(f"config:{tiny_config}")
     wide = Image.new("RGB", (128, 32), (0, 0, 255))
-    wide.paste((255, 0, 0), (0, 0, 24, 32))  # a red band a centre crop would cut away
+    wide.paste((255, 0, 0), (0, 0, 24, 32))  # a red band the centre crop cuts away
     x = enc.resize(wide)
     assert x.shape == (3, 32, 32) and x.dtype == torch.uint8
-    assert x[0, :, 0].float().mean() > 200 and x[2, :, 0].float().mean() < 50  # red survives at the left edge
-    assert x[2, :, -1].float().mean() > 200
+    assert x[0].float().mean() < 50 and x[2].float().mean() > 200  # only the blue centre is left
+    stn = load_encoder(EncoderSpec(name="t", spec=f"config:{tiny_config}", stn=True))
+    assert stn.resize(wide)[0, :, 0].float().mean() > 200  # red survives at the left edge
     mean = torch.tensor(enc.mean).view(3, 1, 1)
     std = torch.tensor(enc.std).view(3, 1, 1)
     torch.testing.assert_close(enc.preprocess(wide), (x.float() / 255 - mean) / std)
