@@ -8,13 +8,15 @@ from dressup.cli import main
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-def test_doctor_names_every_gap_of_the_paper_profile_and_its_fix(capsys):
+def test_doctor_names_every_gap_of_the_paper_profile_and_its_fix(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     assert main(["doctor", "--study", str(ASSETS / "paper.toml")]) == 1
     out = capsys.readouterr().out
-    assert "[MISSING]" in out and "catalogue" in out and "DeepFashion" in out
-    assert "huggingface-cli download patrickjohncyh/fashion-clip" in out
+    assert "[FAULT]" in out and "catalogue" in out and "DeepFashion" in out
+    assert "hf download patrickjohncyh/fashion-clip" in out and "huggingface-cli" not in out
     assert "python -m dressup train fclip_finetuned" in out
-    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in out
+    assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in out
+    assert out.splitlines()[-1].startswith("not ready:")
 
 
 def test_a_missing_study_file_is_one_clear_line(capsys, tmp_path):
