@@ -200,10 +200,9 @@ class StudyModels:
     @property
     def catalog(self):
         if self._catalog is None:
-            from dressup.catalog import load_catalog
+            from dressup.subset import study_catalog
 
-            c = self.study.catalogue
-            self._catalog = load_catalog(c.root, caption_category=c.caption_category, require_images=True)
+            self._catalog = study_catalog(self.study)  # the [catalogue] subset, when the study sets one
         return self._catalog
 
     def palette(self) -> dict[str, tuple[int, int, int]] | None:

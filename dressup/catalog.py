@@ -359,7 +359,7 @@ def _read_partition(
             raise CatalogError(f"{PARTITION} line {number}: evaluation_status must be one of {list(allowed)}, got {status!r}")
         if name in out:
             raise CatalogError(f"{PARTITION} line {number}: {name} is listed twice (first on line {out[name][2]})")
-        out[name] = (status, parts[1] if columns == 3 else "", number)
+        out[name] = (allowed[allowed.index(status)], parts[1] if columns == 3 else "", number)  # one str per split
     return out
 
 
@@ -406,27 +406,25 @@ def load_catalog(root: str | Path, *, caption_category: bool = True, require_ima
     names = list(images)
     exists = _exists(root, names)
     items: list[Item] = []
+    # Items with the same noun and attributes share one attribute tuple, type dict and caption: DeepFashion's
+    # 289k items repeat combinations, and a copy of each per item was most of a catalogue's memory.
+    shared: dict[tuple[str, bytes], tuple[tuple[str, ...], dict[str, str], str]] = {}
     for name, found in zip(names, exists):
+        indices = present.pop(name)  # freed as we go: the parse tables and the items never peak together
         if require_images and not found:
             continue
         category, ctype = categories[images[name][0]]
-        attrs = tuple(attr_names[i] for i in present[name])
-        types = {a: attribute_types[a] for a in attrs}
-        split, garment, _ = partition[name]
         noun = category if caption_category else "garment"
-        items.append(
-            Item(
-                item_id=name,
-                image_path=root / name,
-                category=category,
-                category_type=ctype,
-                attributes=attrs,
-                attribute_types=types,
-                split=split,
-                caption=attribute_caption(noun, attrs, types, type_order),
-                garment_id=garment,
-            )
-        )
+        key = (noun, indices.tobytes())
+        if key not in shared:
+            attrs = tuple(attr_names[i] for i in indices)
+            types = {a: attribute_types[a] for a in attrs}
+            shared[key] = (attrs, types, attribute_caption(noun, attrs, types, type_order))
+        attrs, types, caption = shared[key]
+        split, garment, _ = partition[name]
+        items.append(Item(item_id=name, image_path=root / name, category=category, category_type=ctype,
+                          attributes=attrs, attribute_types=types, split=split, caption=caption,
+                          garment_id=garment))
     missing = exists.count(False)
     if missing:
         action = "dropped (require_images=True)" if require_images else "kept; require_images=True drops them"

@@ -142,11 +142,23 @@ def cmd_evaluate(args) -> int:
     return evaluate_main(args)
 
 
+def cmd_subset(args) -> int:
+    from dressup.subset import write_study_subset
+
+    info = write_study_subset(_study(args))
+    if args.json:
+        print(json.dumps({"path": str(info.path), "key": info.key, "counts": info.counts,
+                          "categories": info.categories}, indent=2))
+    else:
+        print(f"subset written to {info.path}: " + ", ".join(f"{n} {s}" for s, n in info.counts.items()))
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from dressup.doctor import doctor
 
-    ok = doctor(_study(args))
-    return 0 if ok else 1
+    ok = doctor(_study(args), as_json=args.json)
+    return 0 if ok else 1  # 1: not ready (a fault is named in the report); 2: the study file itself is wrong
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,8 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inshop", help="In-shop Clothes Retrieval folder (default: the catalogue's inshop/ subfolder)")
     e.set_defaults(func=cmd_evaluate)
 
-    d = sub.add_parser("doctor", help="is every arm's weights/catalogue/checkpoint/index ready? (no downloads)")
+    ss = sub.add_parser("subset", help="draw the study's [catalogue] subset (the paper's 14k/2k/4k) into its cache")
+    study_arg(ss)
+    ss.add_argument("--json", action="store_true", help="print the file, its key and the counts as JSON")
+    ss.set_defaults(func=cmd_subset)
+
+    d = sub.add_parser("doctor", help="would the study run here? weights, catalogue, GPU, storage, secrets "
+                                      "(no downloads); exit 0 only when ready")
     study_arg(d)
+    d.add_argument("--json", action="store_true", help="print a JSON list of checks (arm/what/ok/level/detail/fix)")
     d.set_defaults(func=cmd_doctor)
     return p
 

@@ -81,6 +81,23 @@ class CatalogueSpec:
     split: str = "train"  # which split the study retrieves from ("all" for every split)
     caption_category: bool = True  # start captions with the category noun instead of "garment"
     inshop_garments: int = 0  # demo only: extra query/gallery images per garment for In-shop top-k
+    # images drawn per DeepFashion partition (dressup.subset), e.g. the paper's {train = 14000, val = 2000,
+    # test = 4000}; partitions not named are left out; empty: the whole catalogue
+    subset: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.subset, dict):
+            raise StudyFileError(f"[catalogue] subset must be a table such as {{ train = 14000, val = 2000, "
+                                 f"test = 4000 }}, not {self.subset!r}")
+        bad = {k: v for k, v in self.subset.items()
+               if k not in ("train", "val", "test") or isinstance(v, bool) or not isinstance(v, int) or v < 1}
+        if bad:
+            raise StudyFileError(f"[catalogue] subset {bad}: keys must be DeepFashion partitions (train, val, test) "
+                                 f"and values whole numbers of images >= 1, e.g. {{ train = 14000, val = 2000, "
+                                 f"test = 4000 }}")
+        if self.subset and self.split != "all" and self.split not in self.subset:
+            raise StudyFileError(f"[catalogue] split = {self.split!r} is not drawn by subset {self.subset}; add "
+                                 f"{self.split} = N to subset or retrieve from a split it names")
 
 
 @dataclass

@@ -111,22 +111,21 @@ def train_order(study: Study, *, build_only: bool = False) -> list[TrainSpec]:
 
 def train_from_spec(study: Study, spec: TrainSpec, *, progress: bool = True, steps: int | None = None):
     """Train one ``[train.NAME]`` recipe into ``[encoders.NAME]``'s local folder."""
-    from dressup.catalog import category_caption, load_catalog
+    from dressup.catalog import category_caption
     from dressup.encoders import load_encoder
-    from dressup.images import load_image
+    from dressup.subset import study_catalog
     from dressup.train import train_encoder
 
     init = study.encoder(spec.init)
     encoder = load_encoder(EncoderSpec(name=spec.name, spec=init.spec, stn=spec.stn or init.stn,
                                        lock_text=spec.lock_text, image_size=init.image_size, options=init.options),
                            device="cpu" if study.device == "cpu" else _device())
-    catalog = load_catalog(study.catalogue.root, caption_category=study.catalogue.caption_category,
-                           require_images=True)
-    items = catalog.split("train")
+    items = study_catalog(study).split("train")
     captions = [category_caption(it) if spec.captions == "category" else it.caption for it in items]
-    images = [load_image(it.image_path) for it in items]
+    paths = [it.image_path for it in items]  # decoded by train_encoder: in memory if small, else streamed
     n_steps = steps or spec.steps or max(1, int(spec.epochs * len(items) / spec.batch_size))
-    return train_encoder(encoder, images, captions, out_dir=_local_dir(study, spec.name), steps=n_steps,
+    del items  # the catalogue's records are not needed while training: only paths and captions are
+    return train_encoder(encoder, paths, captions, out_dir=_local_dir(study, spec.name), steps=n_steps,
                          batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
                          warmup=spec.warmup, lock_text=spec.lock_text, seed=study.seed, progress=progress,
                          duplicates=spec.duplicates, checkpoint_every=spec.checkpoint_every,

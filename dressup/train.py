@@ -18,6 +18,9 @@ Two decisions worth knowing:
 
 Batches are a function of (seed, step), and every step reseeds torch's RNG from (seed, step), so a run
 resumed from a checkpoint takes the same steps as one that was never interrupted.
+
+Images are decoded once into one uint8 tensor when that tensor is small (``IN_MEMORY_BUDGET``), else streamed
+from disk by DataLoader workers in the plan's order; both give the same pixels, so the same weights.
 """
 from __future__ import annotations
 
@@ -28,21 +31,27 @@ import os
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dressup.encoders import Encoder, resize_to_tensor, state_fingerprint
+from dressup.encoders import Encoder, state_fingerprint
+from dressup.images import ImageError, load_image
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.jsonl"
 DUPLICATE_MODES = ("soft", "distinct", "ignore")
+# Decoded pixels (N * 3 * S * S bytes) up to this size stay in memory: the demo build's 3 200 images at 64 px
+# are 39 MB, decoded once in a second instead of by workers every epoch. Above it images stream from disk
+# (DeepFashion's 209k training images at 224 px are 31 GB), so memory does not grow with the catalogue.
+IN_MEMORY_BUDGET = 1 << 30
+PREFETCH_BATCHES = 2  # per DataLoader worker: what streaming holds in memory beyond the batch being trained
 
 
 class TrainError(ValueError):
@@ -86,41 +95,58 @@ class CaptionClipLoss(open_clip.ClipLoss):
 
 
 # ------------------------------------------------------------------------------------------ images
-def _open(path: str | os.PathLike) -> Image.Image:
-    with Image.open(path) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
 
 
 class _ImageDataset(Dataset):
-    """Decodes and resizes one image per item, so DataLoader workers do it while the model trains."""
+    """Decodes (``load_image``, as the index does) and resizes one image per item, in DataLoader workers.
 
-    def __init__(self, items: Sequence[Any] | Dataset, image_size: int):
-        self.items = items
-        self.image_size = image_size
+    A sequence of paths is kept as one numpy byte array, not a list of Python objects: forked workers touch
+    every object they read (reference counts), which copies its memory page into each worker, so a list of
+    100k paths grows every worker's memory with the catalogue; one array does not.
+    """
+
+    def __init__(self, items: Sequence[Any] | Dataset, resize: Callable[[Image.Image], torch.Tensor]):
+        paths = isinstance(items, Sequence) and len(items) > 0 and all(_is_path(x) for x in items)
+        self.items = np.array([os.fsencode(x) for x in items], dtype=np.bytes_) if paths else items
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
         item = self.items[int(i)]
-        if isinstance(item, (str, os.PathLike)):
-            item = _open(item)
+        if isinstance(item, np.bytes_):
+            item = os.fsdecode(bytes(item))
+        if _is_path(item):
+            try:
+                item = load_image(item)
+            except ImageError as e:  # one bad file among 200k must say which it is
+                raise TrainError(f"training image {item}: {e}") from None
         if isinstance(item, Image.Image):
-            item = resize_to_tensor(item, self.image_size)
+            item = self.resize(item)
         return int(i), item
 
 
-def _pixels_in_memory(images: Any, image_size: int, progress: bool) -> torch.Tensor | None:
-    """uint8 [N, 3, S, S] when the images are (or can cheaply be) in memory; None for paths / datasets."""
+def _pixels_in_memory(images: Any, encoder: Encoder, progress: bool) -> torch.Tensor | None:
+    """uint8 [N, 3, S, S] when the images are a tensor, or PIL images / paths whose pixels fit in
+    ``IN_MEMORY_BUDGET`` (decoded one at a time into one preallocated tensor); None means stream them."""
+    size = encoder.image_size
     if isinstance(images, torch.Tensor):
-        if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, image_size, image_size):
-            raise TrainError(f"an image tensor must be uint8 [N, 3, {image_size}, {image_size}] (Encoder.resize), "
+        if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise TrainError(f"an image tensor must be uint8 [N, 3, {size}, {size}] (Encoder.resize), "
                              f"not {images.dtype} {tuple(images.shape)}")
         return images
-    if isinstance(images, Sequence) and len(images) and all(isinstance(im, Image.Image) for im in images):
-        return torch.stack([resize_to_tensor(im, image_size)
-                            for im in tqdm(images, desc="preparing images", disable=not progress)])
-    return None
+    if not isinstance(images, Sequence) or len(images) * 3 * size * size > IN_MEMORY_BUDGET:
+        return None
+    if not (all(isinstance(im, Image.Image) for im in images) or all(_is_path(im) for im in images)):
+        return None
+    dataset = _ImageDataset(images, encoder.resize)
+    pixels = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    for i in tqdm(range(len(images)), desc="preparing images", disable=not progress):
+        pixels[i] = dataset[i][1]
+    return pixels
 
 
 # ------------------------------------------------------------------------------------------ batches
@@ -270,8 +296,9 @@ def train_encoder(
 ) -> Encoder:
     """Train ``encoder`` in place on image-caption pairs and write a ``local:`` folder to ``out_dir``.
 
-    ``images`` are PIL images, paths (decoded by DataLoader workers), a uint8 tensor from ``Encoder.resize``
-    (fastest), or a Dataset of any of these. ``lock_text=None`` keeps the encoder's own setting. With
+    ``images`` are PIL images or paths (decoded once into memory when their pixels fit ``IN_MEMORY_BUDGET``,
+    else streamed by ``num_workers`` DataLoader workers), a uint8 tensor from ``Encoder.resize`` (fastest), or
+    a Dataset of any of these (always streamed). ``lock_text=None`` keeps the encoder's own setting. With
     ``resume=True`` an existing checkpoint in ``out_dir`` is continued (its settings must match; ``steps``
     may be raised); with ``resume=False`` it is discarded. Returns the encoder, in eval mode.
     """
@@ -297,7 +324,7 @@ def train_encoder(
     settings = TrainSettings(
         spec=encoder.options.get("base_spec", encoder.spec), steps=steps, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, warmup=warmup, lock_text=encoder.lock_text, seed=seed, duplicates=duplicates,
-        n_images=len(captions), captions_sha256=hashlib.sha256("\n".join(captions).encode()).hexdigest(),
+        n_images=len(captions), captions_sha256=_captions_sha256(captions),
         image_size=encoder.image_size, frozen_fingerprint=_frozen_fingerprint(encoder))
 
     optimizer = torch.optim.AdamW(_param_groups(encoder, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
@@ -314,14 +341,15 @@ def train_encoder(
         text_states = cached_text_states(encoder, uniq, text_cache, progress).to(dev)
 
     plan = batch_plan(caption_ids, batch_size, seed, duplicates, start=start)
-    pixels = _pixels_in_memory(images, encoder.image_size, progress) if start < steps else None
+    pixels = _pixels_in_memory(images, encoder, progress) if start < steps else None
     batches: Iterator[tuple[np.ndarray, torch.Tensor]]
     if pixels is not None or start >= steps:
         batches = ((b, pixels[torch.from_numpy(b)]) for b in plan)
-    else:  # decode in DataLoader workers, in the order the plan says
+    else:  # decode in DataLoader workers, in the order the plan says, at most PREFETCH_BATCHES ahead each
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
-        loader = DataLoader(_ImageDataset(images, encoder.image_size), batch_sampler=_Plan(plan, steps - start),
-                            num_workers=workers, pin_memory=dev.type == "cuda")
+        loader = DataLoader(_ImageDataset(images, encoder.resize), batch_sampler=_Plan(plan, steps - start),
+                            num_workers=workers, pin_memory=dev.type == "cuda",
+                            prefetch_factor=PREFETCH_BATCHES if workers else None)
         batches = ((i.numpy(), px) for i, px in loader)
 
     loss_fn = CaptionClipLoss() if duplicates == "soft" else open_clip.ClipLoss()
@@ -377,6 +405,15 @@ class _Plan:
     def __iter__(self) -> Iterator[np.ndarray]:
         for _ in range(self.n):
             yield next(self.plan)
+
+
+def _captions_sha256(captions: Sequence[str]) -> str:
+    """sha256 of the captions joined by newlines, fed one at a time (no N-caption string is built)."""
+    h = hashlib.sha256()
+    for i, caption in enumerate(captions):
+        h.update(b"\n" if i else b"")
+        h.update(caption.encode())
+    return h.hexdigest()
 
 
 def _append_log(path: Path, lines: list[dict[str, Any]]) -> None:
