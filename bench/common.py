@@ -439,7 +439,7 @@ def emit(run: Run, body: str, *, save: bool = True) -> None:
 
 # ---------------------------------------------------------------------------------------------- the app
 DEMO_STUDY = REPO / "assets" / "demo.toml"
-PHOTOS = REPO.parent / "shared" / "photos"  # real participant photos, beside the clone
+PHOTOS = REPO / "assets" / "photos"  # real participant photos (MIT, see its NOTICE.md)
 APP_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -673,5 +673,5 @@ def photos(n: int = 2, offset: int = 0) -> list[Path]:
     """``n`` of the shared participant photos, starting at ``offset`` (wrapping), so calls can vary them."""
     found = sorted(PHOTOS.glob("*.jpg"))
     if len(found) < n:
-        raise FileNotFoundError(f"need {n} JPEG photos in {PHOTOS} (the shared/ folder beside the clone)")
+        raise FileNotFoundError(f"need {n} JPEG photos in {PHOTOS} (assets/photos)")
     return [found[(offset + i) % len(found)] for i in range(n)]

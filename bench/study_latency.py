@@ -188,7 +188,7 @@ def report(first_s: float, one: Calls, many: Calls | None, n_many: int, app, mem
     parts = [
         "Demo study (`assets/demo.toml`: 4 arms — 3 retrieval over the 4,000-item demo catalogue, 1 DCGAN) served "
         "by `python app.py` on a copy of the study file writing to a temporary results folder; each call is "
-        "`gradio_client` `/submit_preference` with a description and 2 of `shared/photos` (upload + queue + four "
+        "`gradio_client` `/submit_preference` with a description and 2 of `assets/photos` (upload + queue + four "
         "arms + stored grids). App CPU s/call: the app process's CPU seconds per call (for the concurrent row, "
         "the batch's CPU over its calls).",
         f"App start: GET /config answered after {app.ready_s:.1f} s ({app.ready_cpu_s:.1f} CPU s); "

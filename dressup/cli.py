@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pca-n", type=int, default=500)
     e.add_argument("--parts", nargs="*", choices=["table1", "topk", "queries", "fusion", "photos"],
                    help="which parts to run (default: all)")
-    e.add_argument("--photos", help="folder of real photos used as a participant's uploads (default: ../shared/photos)")
+    e.add_argument("--photos", help="folder of real photos used as a participant's uploads (default: assets/photos)")
     e.add_argument("--inshop", help="In-shop Clothes Retrieval folder (default: the catalogue's inshop/ subfolder)")
     e.set_defaults(func=cmd_evaluate)
 

@@ -710,8 +710,8 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def default_photos_dir() -> Path:
-    """The shared real product photos (``/work/shared/photos`` beside the repository)."""
-    return Path(__file__).resolve().parents[2] / "shared" / "photos"
+    """The real product photos shipped with the repository (``assets/photos``, MIT, see its NOTICE.md)."""
+    return Path(__file__).resolve().parents[1] / "assets" / "photos"
 
 
 def run_photos(arms: dict[str, Any], photos_dir: Path, out: Path, result: Evaluation) -> None:

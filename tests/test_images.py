@@ -13,7 +13,7 @@ from PIL import Image, features
 from dressup.images import ImageError, image_info, load_image
 from tests.crafted_images import huge_png
 
-PHOTOS = sorted(Path("/work/shared/photos").glob("*.jpg"))
+PHOTOS = sorted((Path(__file__).resolve().parents[1] / "assets" / "photos").glob("*.jpg"))
 
 
 def _png_bytes(im: Image.Image, **kw) -> bytes:

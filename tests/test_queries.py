@@ -186,7 +186,7 @@ def demo_arms():
     return build_arms(load_study(ROOT / "assets" / "demo.toml"), progress=False)
 
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
+PHOTOS = Path(__file__).resolve().parents[1] / "assets" / "photos"
 
 
 def _photos(n: int):
