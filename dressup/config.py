@@ -128,6 +128,7 @@ class UISpec:
     min_photos: int = 2
     max_photos: int = 4
     max_upload_mb: float = 10.0
+    max_megapixels: float = 12.0  # a phone's photo; checked from every photo's header before any is decoded
     max_text_chars: int = 2000
     completion_url: str = ""  # e.g. Prolific's https://app.prolific.com/submissions/complete?cc={code}
     attention_check: bool = False

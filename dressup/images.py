@@ -109,10 +109,37 @@ def _open_header(data: bytes) -> Image.Image:
         raise ImageError(f"file is damaged or not a valid image ({e}); {_UPLOAD_HINT}") from None
 
 
-def image_info(source: Source) -> tuple[str, int, int]:
-    """(format, width, height) from the header alone, without decoding pixels or applying size limits."""
-    with _open_header(_read_bytes(source, None)) as im:
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"image header says {width}x{height} pixels, which is not a picture; {_UPLOAD_HINT}")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:g} megapixels; resize it (e.g. to 2000 pixels on the long side) and upload again"
+        )
+
+
+def image_info(source: Source, *, max_bytes: int | None = None, max_pixels: int | None = None) -> tuple[str, int, int]:
+    """(format, width, height) from the header alone, without decoding pixels; ``max_bytes`` and
+    ``max_pixels`` refuse as ``load_image`` would, so a batch of photos can be checked before any is decoded."""
+    with _open_header(_read_bytes(source, max_bytes)) as im:
+        _check_size(im.width, im.height, max_pixels)
         return im.format or "unknown", im.width, im.height
+
+
+def release_memory() -> None:
+    """Hand memory freed by decoding back to the operating system (glibc's ``malloc_trim``).
+
+    Decoded photos are large blocks that glibc keeps in its heaps after they are freed (its mmap threshold
+    rises after the first large free), so without this an app's resident memory only ever grows with the
+    largest photos it has decoded on its many threads. A no-op where there is no glibc.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _sixteen_bit_to_8(im: Image.Image) -> Image.Image:
@@ -149,27 +176,28 @@ def _flatten(im: Image.Image) -> Image.Image:
     return _to_srgb(im)
 
 
-def load_image(source: Source, *, max_pixels: int = 40_000_000, max_bytes: int | None = None) -> Image.Image:
+def load_image(source: Source, *, max_pixels: int = 40_000_000, max_bytes: int | None = None,
+               min_side: int | None = None) -> Image.Image:
     """Decode an image file into an upright 8-bit RGB image, or raise ImageError saying why not.
 
     ``source`` is a path, the file's bytes, or a binary stream. Animated GIF/WEBP give their first frame;
     EXIF orientation is applied (the returned size is the upright one); alpha is composited on white;
     16-bit images are scaled to 8 bits; embedded ICC profiles are converted to sRGB. ``max_pixels`` is
     checked from the header before decoding; ``max_bytes`` before reading where the source allows.
+    ``min_side``: the smallest short side the caller needs; a JPEG is then decoded at the smallest of 1/1,
+    1/2, 1/4 or 1/8 scale that keeps it (libjpeg's DCT scaling through Pillow's ``draft``), so a 12-megapixel
+    photo needed at 512 pixels never occupies 36 MB of memory.
     """
     data = _read_bytes(source, max_bytes)
     im = _open_header(data)
     try:
         width, height = im.size
-        if width <= 0 or height <= 0:
-            raise ImageError(f"image header says {width}x{height} pixels, which is not a picture; {_UPLOAD_HINT}")
-        if width * height > max_pixels:
-            raise ImageError(
-                f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the limit of "
-                f"{max_pixels / 1e6:g} megapixels; resize it (e.g. to 2000 pixels on the long side) and upload again"
-            )
+        _check_size(width, height, max_pixels)
         try:
             im.seek(0)
+            if min_side and im.format in ("JPEG", "MPO"):
+                scale = max(1, min(width, height) // int(min_side))
+                im.draft("RGB", (max(1, width // scale), max(1, height // scale)))
             im.load()
         except Exception as e:  # truncated data, bad chunks, lying headers: Pillow raises many types
             raise ImageError(f"file is truncated or damaged and cannot be decoded ({e}); {_UPLOAD_HINT}") from None

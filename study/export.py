@@ -88,11 +88,11 @@ def export(db: str | Path, out: str | Path, *, raw_ids: bool = False) -> ExportS
     out.mkdir(parents=True, exist_ok=True)
     long = long[LONG_COLUMNS]
     written = [
-        _atomic(out / "long.csv", lambda p: long.to_csv(p, index=False)),
+        _atomic(out / "long.csv", lambda p: csv_safe(long).to_csv(p, index=False)),
         _atomic(out / "long.parquet", lambda p: long.to_parquet(p, index=False)),
-        _atomic(out / "sessions.csv", lambda p: sessions[SESSION_COLUMNS].to_csv(p, index=False)),
+        _atomic(out / "sessions.csv", lambda p: csv_safe(sessions[SESSION_COLUMNS]).to_csv(p, index=False)),
         _atomic(out / "feedback.csv",
-                lambda p: feedback[["session", "letter", "arm", "text", "answered_at"]].to_csv(p, index=False)),
+                lambda p: csv_safe(feedback[["session", "letter", "arm", "text", "answered_at"]]).to_csv(p, index=False)),
     ]
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -105,6 +105,20 @@ def export(db: str | Path, out: str | Path, *, raw_ids: bool = False) -> ExportS
     }
     written.append(_atomic(out / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n")))
     return ExportSummary(out, written, len(sessions), len(long))
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``+cmd``, ``@SUM``) get a
+    leading apostrophe, OWASP's CSV-injection rule. Only the CSV files: Parquet keeps the text as given, and
+    numeric columns (a negative score) are never touched."""
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out
 
 
 def _pseudonyms(sessions: pd.DataFrame, raw_ids: bool) -> tuple[dict[str, str], dict[str, str]]:

@@ -39,8 +39,9 @@ from PIL import Image, PngImagePlugin
 
 from dressup.config import Study
 from dressup.grid import fit_cell
-from dressup.images import ImageError, load_image
+from dressup.images import ImageError, image_info, load_image, release_memory
 from dressup.records import Preference, Shown
+from study.clients import ClientGuard
 from study.design import assignment
 from study.schema import GRID_SIZE, LETTERS, connect
 from study.store import AnswerRefused, ShownRow, Store
@@ -49,19 +50,28 @@ log = logging.getLogger(__name__)
 
 CELL_PIXELS = 256
 PREPARING_KEEP = 256  # sessions whose early start is remembered until their Submit
+UPLOAD_SIDE = 512  # photos are decoded at no less than this short side: well above any encoder's input (224)
+_DECODING = threading.BoundedSemaphore(2)  # photos decoded at once, whatever the number of participants
+SUBMITS_AT_ONCE = 8  # Submits handled together (one session holds at most 3: study.clients)
+ARM_WORKERS = 4  # workers per arm: Submits' arm work runs in one pool of this many per arm
 URL_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 RESUME_PARAM = "session"
 LATIN_SQUARE_COUNTER = "latin_square"
+ASSIGNMENT_SECRET = "assignment"  # deals the square's rows (study.design); lives in the database only
 GENDERS = {"any": None, "menswear": "menswear", "womenswear": "womenswear"}
 WEAR = {"Yes": True, "No": False}
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _CODE_RE = re.compile(r"^DU-[0-9A-F]{8}$")
 _PNG = PngImagePlugin.PngInfo()  # empty: no text, time or colour chunks
-PNG_LEVEL = 1  # zlib level of the stored (and served) cells: 2.6 ms a cell at level 1 against 9 ms at 6, 18% larger
+# zlib level of the stored (and served) cells. Level 0 ("stored" deflate blocks) makes every 256x256 RGB cell
+# exactly the same number of bytes (196,993), whatever it shows: compressed, a generated picture was 92-117 KB
+# against 21-79 KB for a catalogue photo, so the largest grid gave the generative arm away. Padding to a fixed
+# size would not do: a padding chunk's length field states the real size. The price is bandwidth (3.2 MB a page).
+PNG_LEVEL = 0
 # Free space the results folder must have at start: a session keeps up to 4 JPEG uploads and 16 PNG cells
-# (well under 2 MB), so this is room for a few hundred sessions before anything can fail for want of disk.
-MIN_FREE_MB = 200
+# (about 3.5 MB), so this is room for a few hundred sessions before anything can fail for want of disk.
+MIN_FREE_MB = 1024
 
 
 class ParticipantError(ValueError):
@@ -186,7 +196,8 @@ def session_id_from_link(link: str) -> str:
 
 
 def png_bytes(image: Image.Image) -> bytes:
-    """A cell as the PNG file that is stored and served byte for byte: no metadata chunks, fast zlib level."""
+    """A cell as the PNG file that is stored and served byte for byte: no metadata chunks, and uncompressed, so
+    every cell of the same size has the same length (see ``PNG_LEVEL``)."""
     buf = io.BytesIO()
     image.save(buf, format="png", pnginfo=_PNG, compress_level=PNG_LEVEL)
     return buf.getvalue()
@@ -258,7 +269,10 @@ class Sessions:
         self.store = store or Store(study.db_path, study.name)
         self.stimuli_dir = study.results_dir / "stimuli"
         self.uploads_dir = study.results_dir / "uploads"
-        self._pool = ThreadPoolExecutor(max_workers=len(self.arm_names), thread_name_prefix="arm")
+        self._pool = ThreadPoolExecutor(max_workers=len(self.arm_names) * ARM_WORKERS, thread_name_prefix="arm")
+        self.clients = ClientGuard(refusal=ParticipantError)  # per-tab, per-session and per-address budgets
+        # called with (uploaded file, its stored clean copy): the page replaces Gradio's original (EXIF, GPS)
+        self.on_upload_stored: Callable[[Path, bytes], None] | None = None
         self._preparing: dict[str, dict[str, Future]] = {}  # session -> arm -> its prepare() under way
         self._preparing_lock = threading.Lock()
 
@@ -273,7 +287,7 @@ class Sessions:
             return visit  # a double click on "I agree" does not open a second session
         participant = visit.participant or "anon-" + secrets.token_hex(6)
         order_index = self.store.next_counter(LATIN_SQUARE_COUNTER)
-        letters = assignment(self.arm_names, order_index, self.study.seed)
+        letters = assignment(self.arm_names, order_index, self.store.secret(ASSIGNMENT_SECRET))
         session_id = self.store.create_session(
             participant, order_index=order_index, seed=self.study.seed, assignments=letters, source=visit.source)
         return Visit(participant=participant, source=dict(visit.source), session_id=session_id)
@@ -404,15 +418,22 @@ class Sessions:
             raise ParticipantError(
                 f"Please add {ui.min_photos} to {ui.max_photos} photos of clothes you like "
                 f"(you added {len(photos)}).")
-        max_bytes = int(ui.max_upload_mb * 1024 * 1024)
+        max_bytes, max_pixels = int(ui.max_upload_mb * 1024 * 1024), int(ui.max_megapixels * 1e6)
+        for i, photo in enumerate(photos, 1):  # every header first: one bad photo costs no decoding at all
+            try:
+                image_info(photo, max_bytes=max_bytes, max_pixels=max_pixels)
+            except ImageError as e:
+                raise ParticipantError(f"Photo {i}: {e}") from e
         images = []
         for i, photo in enumerate(photos, 1):
             try:
-                images.append(load_image(photo, max_bytes=max_bytes))
+                with _DECODING:
+                    images.append(load_image(photo, max_bytes=max_bytes, max_pixels=max_pixels, min_side=UPLOAD_SIDE))
             except ImageError as e:
                 raise ParticipantError(f"Photo {i}: {e}") from e
+        release_memory()
         uploads = []
-        for im in images:
+        for photo, im in zip(photos, images):
             buf = io.BytesIO()
             _clean(im).save(buf, format="JPEG", quality=95)
             data = buf.getvalue()
@@ -421,6 +442,8 @@ class Sessions:
             path = self.uploads_dir / (hashlib.sha256(session_id.encode() + data).hexdigest() + ".jpg")
             atomic_write(path, data)
             uploads.append((content, str(path), im.width, im.height))
+            if self.on_upload_stored is not None and isinstance(photo, (str, Path)):
+                self.on_upload_stored(Path(photo), data)
         return images, uploads
 
     def _record_grids(self, session_id: str, pref: Preference) -> None:
@@ -557,8 +580,7 @@ class Sessions:
         """Withdrawal after completion: the completion code is the participant's proof of identity."""
         code = (code or "").strip().upper()
         row = self.store.session_by_code(code) if _CODE_RE.match(code) else None
-        if row is None or row.study != self.study.name:
-            self.store.log_event(None, "refused", {"what": "withdraw", "reason": "unknown code"})
+        if row is None or row.study != self.study.name:  # counted in memory by study.clients, not written
             raise ParticipantError("No session has that completion code. Please check it (it looks like DU-1A2B3C4D).")
         if row.status == "withdrawn":
             return

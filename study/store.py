@@ -113,6 +113,13 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
+    def secret(self, name: str) -> str:
+        """A random secret kept in this database under ``name``: drawn on first use, the same ever after and
+        for every host sharing the database (the Latin square's dealing, ``study.design``)."""
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (f"secret:{name}", secrets.token_hex(32)))
+            return str(c.execute("SELECT value FROM meta WHERE key = ?", (f"secret:{name}",)).fetchone()[0])
+
     # --- sessions -------------------------------------------------------------------------------
     def next_counter(self, name: str) -> int:
         """Atomically take the next value of a named counter (0, 1, 2, ...), e.g. the Latin-square row."""
@@ -240,8 +247,11 @@ class Store:
 
     # --- answers ------------------------------------------------------------------------------------
     def _check_letter(self, c: sqlite3.Connection, session_id: str, letter: str) -> None:
+        """An answer about grid ``letter`` needs that grid to have been shown to this session."""
         if not c.execute("SELECT 1 FROM assignments WHERE session_id = ? AND letter = ?", (session_id, letter)).fetchone():
-            raise AnswerRefused(f"There is no grid {letter!r} in this study.")
+            raise AnswerRefused(f"There is no grid {str(letter)[:8]!r} in this study.")
+        if not c.execute("SELECT 1 FROM shown WHERE session_id = ? AND letter = ? LIMIT 1", (session_id, letter)).fetchone():
+            raise AnswerRefused("Please get your recommendations first; there is nothing to answer about yet.")
 
     def answer_relevance(self, session_id: str, letter: str, position: int, relevant: bool) -> None:
         if position not in range(1, GRID_SIZE + 1):
@@ -293,6 +303,8 @@ class Store:
             self._open_session(c, session_id)
             letters = [r["letter"] for r in c.execute(
                 "SELECT letter FROM assignments WHERE session_id = ? ORDER BY letter", (session_id,))]
+            if not c.execute("SELECT 1 FROM shown WHERE session_id = ? LIMIT 1", (session_id,)).fetchone():
+                raise AnswerRefused("Please get your recommendations first; there is nothing to rank yet.")
             if sorted(ranking) != letters or sorted(ranking.values()) != list(range(1, len(letters) + 1)):
                 raise AnswerRefused(
                     f"The ranking must give each of {', '.join(letters)} a different place from 1 to {len(letters)}."

@@ -15,11 +15,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from study.schema import GRID_SIZE, LETTERS
 from study.session import (
@@ -30,11 +32,14 @@ from study.session import (
     atomic_write,
     dumps_summary,
     parse_entry,
+    SUBMITS_AT_ONCE,
+    check_researcher,
     researcher_export,
     researcher_password,
     researcher_summary,
     session_id_from_link,
 )
+from study.http_guard import HTTPGuard, client_address
 from study.store import AnswerRefused
 
 log = logging.getLogger(__name__)
@@ -135,6 +140,32 @@ def _guard(fn: Callable) -> Callable:
     return wrapper
 
 
+def _address(request: gr.Request | None) -> str | None:
+    if request is None:
+        return None
+    return client_address(dict(request.headers), request.client.host if request.client else None)
+
+
+def replace_original(uploaded: Path, clean: bytes) -> None:
+    """Overwrite Gradio's copy of an uploaded photo (as uploaded: EXIF, GPS) with the study's clean copy, the
+    moment that copy is stored. Overwritten, not deleted: Gradio names uploads by content, so another
+    participant who uploaded the same bytes holds the same path and still needs a picture there."""
+    folder = Path(gr.utils.get_upload_folder()).resolve()
+    path = uploaded.resolve()
+    if path.is_relative_to(folder) and path.is_file():
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.clean")  # two participants may race here
+        try:
+            tmp.write_bytes(clean)
+            os.replace(tmp, path)
+        except OSError:  # the participant's answers are stored; Gradio's hourly cleanup still removes it
+            log.warning("could not replace an uploaded original in Gradio's folder", exc_info=True)
+            tmp.unlink(missing_ok=True)
+
+
+def _tab(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) or None
+
+
 def _session_of(visit: Visit | None) -> str:
     if visit is None or not visit.session_id:
         raise ParticipantError("Please start the study first (press 'I agree, start'), or open your session link.")
@@ -144,7 +175,9 @@ def _session_of(visit: Visit | None) -> str:
 # Gradio keeps every uploaded original (EXIF and GPS included) and every served picture in its temp folder,
 # reachable by anyone holding the URL. The study keeps its own cleaned copies under results/, so Gradio's are
 # only needed while a page shows them: delete them hourly once an hour old (and all of them at restart).
-TEMP_FILE_CLEANUP = (3600, 3600)  # (every seconds, older than seconds): gr.Blocks(delete_cache=...)
+TEMP_FILE_CLEANUP = (3600, 3600)
+# Waiting events of all clients; each address is budgeted (study.limits), so one client cannot fill it
+QUEUE_SIZE = 2048  # (every seconds, older than seconds): gr.Blocks(delete_cache=...)
 
 
 def build_ui(sessions: Sessions) -> gr.Blocks:
@@ -153,6 +186,8 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
     ui = study.ui
     letters = list(LETTERS[: len(sessions.arm_names)])
     letter_choices = [(f"Model {x}", x) for x in letters]
+    clients = sessions.clients
+    sessions.on_upload_stored = replace_original
 
     with gr.Blocks(title="Dress-UP study", analytics_enabled=False, delete_cache=TEMP_FILE_CLEANUP) as demo:
         visit_state = gr.State(None)
@@ -312,6 +347,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                 except ParticipantError as e:
                     gr.Warning(str(e))
                     return render(visit, None, "welcome")
+                clients.holds_session(_address(request))
                 return render(visit, p, page_for(p))
             return render(visit, None, "welcome")
 
@@ -319,22 +355,26 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
         def consent(visit: Visit | None, request: gr.Request) -> list[Any]:
             if visit is None:  # pressed before the page's load event ran: read the URL's ids here
                 visit = parse_entry(dict(request.query_params) if request else {})[0]
-            visit = sessions.consent(visit)
+            given = visit
+            visit = clients.consent(_tab(request), _address(request), lambda: sessions.consent(given))
             p = sessions.progress(visit.session_id)
             return render(visit, p, page_for(p))
 
         @_guard
-        def resume(link: str) -> list[Any]:
+        def resume(link: str, request: gr.Request) -> list[Any]:
             visit, p = sessions.resume(session_id_from_link(link))
+            clients.holds_session(_address(request))
             return render(visit, p, page_for(p))
 
         @_guard
         def submit_preference(visit: Visit | None, text: str, files: list[str] | None, cam: str | None,
-                              gender_value: str, avoid_value: str, progress=gr.Progress()) -> list[Any]:
+                              gender_value: str, avoid_value: str, request: gr.Request,
+                              progress=gr.Progress()) -> list[Any]:
             sid = _session_of(visit)
             progress(0.05, desc="Finding your recommendations…")
-            p = sessions.submit_preference(sid, text, list(files or []) + ([cam] if cam else []), gender_value,
-                                           avoid_value)
+            with clients.submitting(sid, _address(request)):
+                p = sessions.submit_preference(sid, text, list(files or []) + ([cam] if cam else []), gender_value,
+                                               avoid_value)
             return render(visit, p, page_for(p))
 
         @_guard
@@ -364,13 +404,15 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             return ups
 
         @_guard
-        def withdraw_code(code: str) -> str:
-            sessions.withdraw_by_code(code)
+        def withdraw_code(code: str, request: gr.Request) -> str:
+            clients.guess(("withdraw/address",), (_address(request),), lambda: sessions.withdraw_by_code(code),
+                          ParticipantError)
             return "Your data has been deleted. Thank you for your time."
 
         @_guard
-        def withdraw_now(visit: Visit | None) -> list[Any]:
+        def withdraw_now(visit: Visit | None, request: gr.Request) -> list[Any]:
             sessions.withdraw(_session_of(visit))
+            clients.forget_tab(_tab(request))
             gr.Info("Your data has been deleted. You may close this page.")
             return render(Visit(), None, "welcome")
 
@@ -383,7 +425,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                          concurrency_limit=None, show_progress_on=[resume_btn]).then(None, [link_box], [link_box], js=LINK_JS)
         submit_btn.click(submit_preference, [visit_state, pref_text, photos, camera, gender, avoid], outputs,
                          api_name="submit_preference", api_visibility=API, concurrency_id="recommend",
-                         concurrency_limit=1, **show_progress).then(None, [link_box], [link_box], js=LINK_JS)
+                         concurrency_limit=SUBMITS_AT_ONCE, **show_progress).then(None, [link_box], [link_box], js=LINK_JS)
         # generation starts on the words while the photos upload (Sessions.prepare); Submit takes it up
         gr.on([pref_text.blur, photos.upload], prepare, [visit_state, pref_text, gender, avoid], None,
               api_name="prepare", api_visibility=API, concurrency_limit=None, show_progress="hidden",
@@ -439,12 +481,19 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
 def _researcher_page(demo: gr.Blocks, sessions: Sessions) -> None:
     """Counts per arm and exports, behind the password in the study's env var (the page names arms)."""
 
+    def checked(password: str, request: gr.Request) -> None:
+        """The password, within the guessing budgets of the address and of the page as a whole."""
+        sessions.clients.guess(("researcher/address", "researcher/all"), (_address(request), "page"),
+                               lambda: check_researcher(sessions.study, password), ParticipantError)
+
     @_guard
-    def counts(password: str) -> str:
+    def counts(password: str, request: gr.Request) -> str:
+        checked(password, request)
         return "```json\n" + dumps_summary(researcher_summary(sessions, password)) + "\n```"
 
     @_guard
-    def export(password: str) -> list[str]:
+    def export(password: str, request: gr.Request) -> list[str]:
+        checked(password, request)
         out = Path(tempfile.mkdtemp(prefix="dressup-export-"))
         return [str(p) for p in researcher_export(sessions, password, out)]
 
@@ -463,9 +512,11 @@ def _researcher_page(demo: gr.Blocks, sessions: Sessions) -> None:
 
 def launch(demo: gr.Blocks, sessions: Sessions, *, host: str | None = None, port: int | None = None,
            prevent_thread_lock: bool = False, max_concurrency: int = 1) -> Any:
-    """Serve the study. Recommendations run one at a time (one GPU); answers are cheap and unlimited."""
+    """Serve the study behind ``study.http_guard``. Up to ``SUBMITS_AT_ONCE`` Submits run together (their arm
+    work shares one bounded pool, and Stable Diffusion batches their images); answers are cheap and unlimited
+    but budgeted per address."""
     study = sessions.study
-    demo.queue(default_concurrency_limit=max_concurrency, max_size=512)
+    demo.queue(default_concurrency_limit=max_concurrency, max_size=QUEUE_SIZE)
     # never serve results (answers, uploads, stimuli by arm-free hash) nor models and catalogue; a folder that
     # holds Gradio's own temp dir cannot be blocked without blocking every image the page shows
     temp = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
@@ -486,4 +537,14 @@ def launch(demo: gr.Blocks, sessions: Sessions, *, host: str | None = None, port
         css=CSS,
         theme=gr.themes.Soft(),
         state_session_capacity=10000,
+        app_kwargs={"middleware": [Middleware(
+            HTTPGuard, limiter=sessions.clients.limiter, has_session=sessions.clients.has_session,
+            event_limit=event_body_limit(study.ui.max_text_chars, len(sessions.arm_names)),
+            upload_limit=int(study.ui.max_photos * (study.ui.max_upload_mb * 1024 * 1024 + 65536)))]},
     )
+
+
+def event_body_limit(max_text_chars: int, letters: int) -> int:
+    """The largest body a page event can honestly send: every text box (one per letter, the overall one, the
+    description) full of characters JSON escapes to six bytes, plus room for the rest."""
+    return 6 * max_text_chars * (letters + 2) + 65536

@@ -26,7 +26,7 @@ def test_williams_square_balances_letters_and_carry_over(arms, participants):
     assert participants % cycle_length(len(arms)) == 0
     orders = []
     for i in range(participants):
-        a = assignment(arms, i, seed=11)
+        a = assignment(arms, i, secret="11")
         assert sorted(a) == list(LETTERS[: len(arms)]) and sorted(a.values()) == sorted(arms)
         orders.append([a[x] for x in LETTERS[: len(arms)]])
     at_letter, follows = _balance(orders, arms)
@@ -57,4 +57,4 @@ def test_concurrent_consents_take_every_square_row_once(tmp_path):
     assert set(at_letter.values()) == {24 // len(arms)}
     assert set(follows.values()) == {24 * (len(arms) - 1) // (len(arms) * (len(arms) - 1))}
     for r in rows:  # what is recorded is what the design says for that row
-        assert r.assignments == assignment(arms, r.order_index, study.seed)
+        assert r.assignments == assignment(arms, r.order_index, sessions.store.secret("assignment"))

@@ -37,10 +37,11 @@ def _raw_get(url: str, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def _call(url: str, api_name: str, data: list[Any]) -> str:
+def _call(url: str, api_name: str, data: list[Any], address: str | None = None) -> str:
     """POST /gradio_api/call/NAME then read its event stream: what anyone can do without gradio_client."""
+    headers = {"Content-Type": "application/json", **({"X-Forwarded-For": address} if address else {})}
     req = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=json.dumps({"data": data}).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     with urllib.request.urlopen(req, timeout=30) as r:
         event_id = json.loads(r.read())["event_id"]
     with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=120) as r:
@@ -50,13 +51,18 @@ def _call(url: str, api_name: str, data: list[Any]) -> str:
 def test_researcher_endpoints_refuse_every_wrong_password() -> None:
     app = shared_app()
     run_participant(app.url, 5001)  # so there are counts to leak
+    attacker = "198.51.100.66"
     for guess in ("", " ", "guess", PASSWORD.upper(), PASSWORD + " ", PASSWORD[:-1], None, "' OR 1=1 --"):
         for api in ("researcher_counts", "researcher_export"):
-            answer = _call(app.url, api, [guess])
-            assert "event: error" in answer and "Wrong password" in answer, (api, guess, answer[:300])
+            answer = _call(app.url, api, [guess], attacker)
+            # wrong, and after three wrong guesses the address must wait longer each time (study.limits)
+            assert "event: error" in answer and ("Wrong password" in answer or "Too many attempts" in answer), \
+                (api, guess, answer[:300])
             assert not [w for w in SECRET_WORDS if w in answer.lower()], answer  # no count names an arm
             assert ".csv" not in answer and ".parquet" not in answer
-    right = _call(app.url, "researcher_counts", [PASSWORD])
+    locked = _call(app.url, "researcher_counts", [PASSWORD], attacker)
+    assert "Too many attempts" in locked and "quokkaplain" not in locked  # locked out: even the right one waits
+    right = _call(app.url, "researcher_counts", [PASSWORD], "198.51.100.67")
     assert "event: complete" in right and "quokkaplain" in right  # the door does open with the password
 
 

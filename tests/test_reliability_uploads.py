@@ -199,13 +199,16 @@ def test_upload_over_the_size_limit_is_refused_by_the_server() -> None:
     """gradio_client refuses a too-large file before sending it; a hand-made request must meet the server's own
     limit (``launch(max_file_size=...)``, the study's max_upload_mb): HTTP 413, nothing stored."""
     app = shared_app()
+    address = "198.51.100.90"
+    client(app.url, address).predict(api_name="/consent")  # uploads are taken only from a participant
     limit = int(app.study.ui.max_upload_mb * 1024 * 1024)
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.jpg\"\r\n"
             "Content-Type: image/jpeg\r\n\r\n").encode() + b"\xff\xd8" + b"\0" * (limit + 1024) + \
         f"\r\n--{boundary}--\r\n".encode()
     req = urllib.request.Request(app.url + "gradio_api/upload", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                          "X-Forwarded-For": address})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(req, timeout=60)
     assert refused.value.code == 413
