@@ -33,7 +33,7 @@ from typing import Any
 from dressup.config import Study, load_study
 
 REPO = Path(__file__).resolve().parents[1]
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
+PHOTOS = REPO / "assets" / "photos"
 SCREENSHOTS = REPO / "results" / "screenshots"
 PASSWORD_ENV = "DRESSUP_TEST_RESEARCHER_PASSWORD"
 PASSWORD = "correct horse battery staple"
@@ -66,9 +66,9 @@ def _tmp_root() -> Path:
 
 
 def photos(n: int = 2) -> list[Path]:
-    """Real product photos (MIT, see shared/photos/NOTICE.md), as a participant would upload them."""
+    """Real product photos (MIT, see assets/photos/NOTICE.md), as a participant would upload them."""
     found = sorted(PHOTOS.glob("*.jpg"))
-    assert len(found) >= n, f"need {n} photos in {PHOTOS} (the shared/ folder beside the clone)"
+    assert len(found) >= n, f"need {n} photos in {PHOTOS} (assets/photos)"
     return found[:n]
 
 
@@ -221,13 +221,18 @@ class RunningApp:
                 self.kill()
 
 
-def start_app(study_path: Path, *, port: int | None = None, password: bool = True, timeout: float = 240) -> RunningApp:
-    """Launch the app and wait until it answers (it loads every arm before serving)."""
+def start_app(study_path: Path, *, port: int | None = None, password: bool = True, timeout: float = 240,
+              env: dict[str, str] | None = None) -> RunningApp:
+    """Launch the app and wait until it answers (it loads every arm before serving). ``env`` adds to or overrides
+    the app's environment (the paper twin's ``HF_HOME``/``HF_HUB_CACHE``)."""
     port = port or free_port()
     run_dir = Path(tempfile.mkdtemp(prefix="app-", dir=_tmp_root()))
+    extra_env = dict(env or {})
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_TEMP_DIR": str(run_dir / "gradio"), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+           "GRADIO_TEMP_DIR": str(run_dir / "gradio"), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
+           "DRESSUP_BEHIND_PROXY": "1"}
     env.pop("DRESSUP_STUDY", None)
+    env.update(extra_env)
     if password:
         env[PASSWORD_ENV] = PASSWORD
     else:
@@ -263,10 +268,24 @@ def shared_app() -> RunningApp:
 
 
 # --- a participant through the API ------------------------------------------------------------------------
-def client(url: str):
+_addresses = iter(range(1, 10**9))
+
+
+def client_address() -> str:
+    """A distinct address for each simulated participant, from 198.18.0.0/15 (RFC 2544's benchmarking range,
+    never routed): only written in a header, never connected to."""
+    with _lock:
+        n = next(_addresses)
+    return f"198.18.{n // 254 % 256}.{n % 254 + 1}"
+
+
+def client(url: str, address: str | None = None):
+    """A participant's browser through the API, arriving from its own address (the app trusts the test's
+    X-Forwarded-For as it would a reverse proxy's, so per-address budgets see many participants, not one)."""
     from gradio_client import Client
 
-    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False,
+                  headers={"X-Forwarded-For": address or client_address()})
 
 
 def outputs(values: tuple | list, letters: list[str] = LETTERS4) -> dict[str, Any]:
@@ -477,7 +496,7 @@ def store_writer(db_path: str, study: str, threads: int = 4) -> None:
     its call returned, i.e. after COMMIT: a printed answer is an acknowledged one."""
     import random as _random
 
-    from study.store import Store
+    from study.store import ShownRow, Store
 
     store = Store(db_path, study)
     out = threading.Lock()
@@ -495,6 +514,8 @@ def store_writer(db_path: str, study: str, threads: int = 4) -> None:
             sid = store.create_session(f"w{os.getpid()}-{t}-{n}", order_index=n, seed=t,
                                        assignments=dict(zip(LETTERS4, WRITER_ARMS)))
             ack(sid=sid, kind="session")
+            store.save_shown(sid, {x: [ShownRow(x, p, f"item{p}", f"{p:064x}", "", 0.0) for p in range(1, 5)]
+                                   for x in LETTERS4})  # answers are taken only about grids that were shown
             for x in LETTERS4:
                 marks = [rng.random() < 0.5 for _ in range(4)]
                 for pos, m in enumerate(marks, 1):

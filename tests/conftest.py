@@ -29,3 +29,12 @@ def demo_arms(demo_study):
     from dressup.arms import build_arms
 
     return build_arms(demo_study, progress=False)
+
+
+@pytest.fixture(scope="module", params=["tiny", "twin"])
+def served(request):
+    """The study an app-level test runs on, served by the real app: "tiny" (the demo-like study of
+    tests/app_fixtures.py) or "twin" (the paper profile's twin, tests/paper_twin.py); see paper_twin.Served."""
+    from tests.paper_twin import served as study_kind
+
+    return study_kind(request.param)

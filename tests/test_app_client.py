@@ -1,19 +1,31 @@
 """The launched app under load, through gradio_client: one Client (one browser tab) per participant."""
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
+import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import huggingface_hub
+import numpy as np
 import pytest
+from PIL import Image
 
+from dressup.generators import load_generator
+from dressup.grid import fit_cell
+from dressup.records import Preference
+from study.session import CELL_PIXELS, Sessions
 from tests.app_fixtures import (
     LETTERS4,
     REPO,
     Answers,
+    answer_grids,
     assert_answers_stored,
     client,
+    finish,
     give_preference,
     outputs,
     photos,
@@ -22,12 +34,44 @@ from tests.app_fixtures import (
     tiny_study,
     value,
 )
+from tests.paper_twin import TWIN_ARMS, paper_twin
 
 
-def test_twenty_participants_at_once_complete_and_lose_nothing():
-    app = shared_app()
+def early_starting_participant(url: str, k: int) -> tuple[str, Answers, dict]:
+    """``run_participant`` whose page also starts generation early (/prepare, as leaving the description box or
+    adding photos does) one to three times at random moments before Submit: first on part of the words, last on
+    all of them, so another participant's early start or Submit may be running at any of those moments."""
+    rng = random.Random(k)
+    c = client(url)
+    a = Answers.make(k)
+    sid = value(outputs(c.predict(api_name="/consent"))["link"])
+    starts = rng.randint(1, 3)
+    for i in range(starts):
+        time.sleep(rng.uniform(0, 1.5))
+        words = a.text if i == starts - 1 else a.text[: rng.randint(10, len(a.text))]
+        c.predict(words, "any", "", api_name="/prepare")
+    time.sleep(rng.uniform(0, 1.5))
+    give_preference(c, a.text)
+    answer_grids(c, a)
+    return sid, a, finish(c, a)
+
+
+def log_tail(app, start: int, chars: int = 6000) -> str:
+    """What the app logged since ``start``, without progress bars: the tracebacks a failure message needs."""
+    lines = [line for line in app.log()[start:].splitlines() if line.strip() and "it/s]" not in line
+             and "s/it]" not in line]
+    return "\n".join(lines)[-chars:]
+
+
+def test_twenty_participants_at_once_complete_and_lose_nothing(served, monkeypatch):
+    app = served.app()
+    log_start = len(app.log())
+    participant = early_starting_participant if served.kind == "twin" else run_participant
     with ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(lambda k: run_participant(app.url, k), range(100, 120)))
+        futures = [pool.submit(participant, app.url, k) for k in range(100, 120)]
+    failed = [f"{type(f.exception()).__name__}: {f.exception()}" for f in futures if f.exception()]
+    assert failed == [], "\n".join(failed) + "\n--- app log ---\n" + log_tail(app, log_start)
+    results = [f.result() for f in futures]
     sids = [sid for sid, _, _ in results]
     assert len(set(sids)) == 20
     with app.db() as conn:
@@ -39,6 +83,65 @@ def test_twenty_participants_at_once_complete_and_lose_nothing():
         orders = [r[0] for r in conn.execute(
             f"SELECT order_index FROM sessions WHERE session_id IN ({','.join('?' * len(sids))})", sids)]
         assert len(set(orders)) == 20  # each consent took its own Latin-square row
+        errors = conn.execute(f"SELECT session_id, detail FROM events WHERE kind = 'error' AND session_id IN "
+                              f"({','.join('?' * len(sids))})", sids).fetchall()
+        assert [tuple(e) for e in errors] == []
+    failed_early = [line for line in app.log()[log_start:].splitlines() if "early start of arm" in line]
+    assert failed_early == [], log_tail(app, log_start)  # a failed early start is only logged: a lost saving
+    if served.kind == "twin":
+        assert_generated_for_their_own_words(app, results, monkeypatch)
+
+
+def assert_generated_for_their_own_words(app, results, monkeypatch, regenerate: int = 3) -> None:
+    """Every answer was given against the right items: each session's generated grid was drawn from that
+    participant's own words (the prompt recorded with each shown cell), and, for ``regenerate`` sessions, drawing
+    the same prompt and seed again alone, in this process, from the twin's Hugging Face cache, gives the same
+    item ids and the same pixels. Images of several participants are drawn in one pipeline batch, so a mix-up
+    there would show as another participant's words or another seed's pixels.
+
+    Pixels are compared after the cell's letterboxing (``fit_cell``, as stored) with a tolerance of 3/255 per
+    channel: drawn in a batch with other prompts, float rounding differs (measured: at most 1/255 here), while
+    another participant's cells differ by about 40/255 on average (checked below, so the comparison has teeth)."""
+    generative = TWIN_ARMS["generative"]
+    with app.db() as conn:
+        grids = {}
+        for sid, answers, _ in results:
+            rows = conn.execute(
+                "SELECT s.position, s.item_id, s.image_sha256, s.caption FROM shown s JOIN assignments a"
+                " USING (session_id, letter) WHERE s.session_id = ? AND a.arm = ? ORDER BY s.position",
+                (sid, generative)).fetchall()
+            assert len(rows) == 4 and all(r["caption"] and answers.text in r["caption"] for r in rows), \
+                (sid, answers.text, [r["caption"] for r in rows])
+            assert all(r["item_id"].startswith("gen:") for r in rows)
+            grids[sid] = (answers, rows)
+    twin = paper_twin()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(twin.hf_home / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Stable Diffusion on the CPU is slow": known here
+        gen = load_generator(twin.generator_settings, device="cpu", base_dir=twin.path.parent)
+    stimuli = app.study.results_dir / "stimuli"
+
+    def cells(rows) -> list[np.ndarray]:
+        return [np.asarray(Image.open(stimuli / f"{r['image_sha256']}.png").convert("RGB"), dtype=np.int16)
+                for r in rows]
+
+    sids = list(grids)
+    worst, nearest_other = 0, 255.0
+    for i, sid in enumerate(sids[:regenerate]):
+        answers, rows = grids[sid]
+        again = gen.generate(Preference(text=answers.text), Sessions._seed(sid))
+        assert [s.item_id for s in again] == [r["item_id"] for r in rows], sid
+        mine = [np.asarray(fit_cell(s.image, CELL_PIXELS), dtype=np.int16) for s in again]
+        diffs = [int(np.abs(m - c).max()) for m, c in zip(mine, cells(rows))]
+        assert max(diffs) <= 3, (sid, diffs)
+        worst = max(worst, *diffs)
+        # the check has teeth: another participant's cells are far from these on average
+        other = [float(np.abs(m - o).mean()) for m, o in zip(mine, cells(grids[sids[-1 - i]][1]))]
+        assert min(other) > 5, other
+        nearest_other = min(nearest_other, *other)
+    print(f"regenerated {regenerate} generated grids alone: item ids equal, largest pixel difference {worst}/255; "
+          f"another participant's cells differ by {nearest_other:.0f}/255 on average or more")
 
 
 def test_answers_without_a_session_are_refused_and_touch_nothing():
@@ -50,8 +153,8 @@ def test_answers_without_a_session_are_refused_and_touch_nothing():
     for call in (lambda: c.predict(5, api_name="/rate_A"),
                  lambda: c.predict("Yes", "Yes", "No", "No", api_name="/wear_B"),
                  lambda: c.predict("A", "B", "C", api_name="/rank"),
-                 lambda: give_preference(c, "dresses")):
-        with pytest.raises(Exception, match="start the study"):
+                 lambda: give_preference(c, "dresses")):  # photos are refused at upload already (403)
+        with pytest.raises(Exception, match="start the study|403 Forbidden"):
             call()
     with app.db() as conn:
         assert conn.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == before

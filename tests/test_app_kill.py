@@ -12,8 +12,6 @@ from tests.app_fixtures import (
     finish,
     give_preference,
     outputs,
-    start_app,
-    tiny_study,
     value,
 )
 
@@ -27,9 +25,8 @@ def _image_hashes(page: dict) -> list[str]:
     return out
 
 
-def test_killed_app_keeps_every_answer_and_the_session_resumes():
-    path = tiny_study().with_results("kill")
-    app = start_app(path)
+def test_killed_app_keeps_every_answer_and_the_session_resumes(served):
+    app = served.start("kill")
     c = client(app.url)
     sid = value(outputs(c.predict(api_name="/consent"))["link"])
     before = _image_hashes(give_preference(c, "oversized knit jumpers"))
@@ -77,7 +74,7 @@ def test_killed_app_keeps_every_answer_and_the_session_resumes():
         else:
             assert feedback[x] == a.feedback[x]
 
-    again = start_app(path)
+    again = served.start("kill")
     try:
         c2 = client(again.url)
         page = outputs(c2.predict(f"{again.url}?session={sid}", api_name="/resume"))

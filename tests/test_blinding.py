@@ -3,7 +3,10 @@
 Scans the page HTML, ``/config``, the API description, every API response of a whole session (including
 error messages) and every image served: its URL and file name, its pixel size, format and PNG chunks, and
 its bytes against the hash the database recorded. The researcher endpoint is scanned too, with the right
-password, to show the scanner does find the names when they are there.
+password, to show the scanner does find the names when they are there. The session tests run on the tiny
+demo-like study and on the paper twin (tests/paper_twin.py), each with its own secret words: the twin's include
+the real Hub ids' distinctive parts ("fashion-clip", "stable-diffusion", "patrickjohncyh", "marqo") and its
+arms' names.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import json
 import re
 import struct
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -26,7 +30,6 @@ from tests.app_fixtures import (
     LETTERS4,
     PASSWORD,
     PASSWORD_ENV,
-    SECRET_WORDS,
     Answers,
     answer_grids,
     client,
@@ -34,7 +37,6 @@ from tests.app_fixtures import (
     give_preference,
     outputs,
     photos,
-    shared_app,
     tiny_arms,
     tiny_study,
     value,
@@ -59,9 +61,9 @@ def _post_call(base: str, api_name: str, data: list[Any]) -> str:
         return r.read().decode()
 
 
-def leaks(text: str) -> list[str]:
+def leaks(text: str, words: list[str]) -> list[str]:
     low = text.lower()
-    return [w for w in SECRET_WORDS if w.lower() in low]
+    return [w for w in words if w.lower() in low]
 
 
 def png_chunks(data: bytes) -> list[str]:
@@ -75,9 +77,9 @@ def png_chunks(data: bytes) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def session_transcript():
+def session_transcript(served):
     """One whole participant session through the API, keeping every response."""
-    app = shared_app()
+    app = served.app()
     c = client(app.url)
     a = Answers.make(3, tag="-blind")
     responses: list[Any] = []
@@ -89,40 +91,51 @@ def session_transcript():
     except Exception as e:  # noqa: BLE001 — gradio_client's AppError
         responses.append(str(e))
         assert "2 to 4 photos" in str(e)
-    # every colour avoided: the catalogue arms cannot fill a grid, and the message must not say whose grid failed
+    # every colour avoided: where the catalogue names colours (the tiny study), the catalogue arms cannot fill a
+    # grid, and the message must not say whose grid failed; DeepFashion's attributes name no colours (the twin),
+    # so nothing is excluded, the generator is told to avoid them, and the grids are shown and scanned
     every_colour = "red, orange, yellow, green, blue, purple, pink, brown, black, white, grey"
-    with pytest.raises(Exception, match="Too few garments match") as refused:
-        c.predict("a shirt", [handle_file(str(p)) for p in photos(2)], None, "any", every_colour,
-                  api_name="/submit_preference")
-    responses.append(str(refused.value))
+
+    def avoiding():
+        return c.predict("a shirt", [handle_file(str(p)) for p in photos(2)], None, "any", every_colour,
+                         api_name="/submit_preference")
+
+    if served.colour_grounding:
+        with pytest.raises(Exception, match="Too few garments match") as refused:
+            avoiding()
+        responses.append(str(refused.value))
+    else:
+        grids = outputs(avoiding())
+        assert all(grids[f"img_{x}{i}"] for x in LETTERS4 for i in range(1, 5))
+        responses.append(grids)
     shown = give_preference(c, a.text)
     responses.append(shown)
     answer_grids(c, a)
     done = finish(c, a)
     responses.append(done)
     responses.append(outputs(c.predict(f"{app.url}?session={sid}", api_name="/resume")))
-    return app, sid, shown, responses
+    return app, sid, shown, responses, served
 
 
 def test_no_response_of_a_whole_session_names_an_arm(session_transcript):
-    _, _, _, responses = session_transcript
+    _, _, _, responses, served = session_transcript
     text = json.dumps(responses, default=str)
-    assert leaks(text) == []
+    assert leaks(text, served.secret_words) == []
     assert "img/" not in text  # no catalogue item id (they name folders like img/Red_Dress/...)
 
 
 def test_page_config_and_api_description_name_no_arm(session_transcript):
-    app = session_transcript[0]
+    app, served = session_transcript[0], session_transcript[-1]
     for path in ("", "config", "gradio_api/info", "gradio_api/openapi.json", "researcher"):
         status, body = _get(app.url + path)
-        assert leaks(body.decode("utf-8", "replace")) == [], path
+        assert leaks(body.decode("utf-8", "replace"), served.secret_words) == [], path
     status, body = _get(app.url + "gradio_api/info")
     assert json.loads(body)["named_endpoints"] == {}  # every endpoint is undocumented
     assert _get(app.url + "monitoring")[0] != 200
 
 
 def test_served_images_are_neutral_identical_pngs_with_the_recorded_bytes(session_transcript):
-    app, sid, shown, _ = session_transcript
+    app, sid, shown, _, _ = session_transcript
     with app.db() as conn:
         recorded = {(r["letter"], r["position"]): r["image_sha256"] for r in conn.execute(
             "SELECT letter, position, image_sha256 FROM shown WHERE session_id = ?", (sid,))}
@@ -142,23 +155,24 @@ def test_served_images_are_neutral_identical_pngs_with_the_recorded_bytes(sessio
 
 
 def test_results_and_models_are_never_served(session_transcript):
-    app, sid, _, _ = session_transcript
+    app, sid, _, _, served = session_transcript
     study = app.study
     with app.db() as conn:
         sha = conn.execute("SELECT image_sha256 FROM shown WHERE session_id = ?", (sid,)).fetchone()[0]
         upload = conn.execute("SELECT path FROM uploads WHERE session_id = ?", (sid,)).fetchone()[0]
     for path in (study.results_dir / "stimuli" / f"{sha}.png", upload, study.db_path, study.path,
-                 study.catalogue.root / "Anno" / "list_category_img.txt"):
-        assert _get(f"{app.url}gradio_api/file={path}")[0] in (403, 404), path
+                 study.catalogue.root / "Anno" / "list_category_img.txt", *served.private_paths()):
+        assert _get(f"{app.url}gradio_api/file={urllib.parse.quote(str(path))}")[0] in (403, 404), path
 
 
 def test_researcher_endpoint_refuses_wrong_passwords_and_names_arms_only_behind_the_right_one(session_transcript):
     """Gradio runs even "private" handlers for a raw HTTP call, so the handler itself must refuse."""
-    app = session_transcript[0]
+    app, served = session_transcript[0], session_transcript[-1]
     wrong = _post_call(app.url, "researcher_counts", ["guess"])
-    assert "Wrong password" in wrong and leaks(wrong) == []
+    assert "Wrong password" in wrong and leaks(wrong, served.secret_words) == []
     right = _post_call(app.url, "researcher_counts", [PASSWORD])
-    assert set(leaks(right)) >= {"quokkaplain", "quokkadream"}  # the scanner finds names when they are there
+    # the scanner finds names when they are there (the first retrieval arm and the generative arm)
+    assert set(leaks(right, served.secret_words)) >= {served.arm_names[0], served.arm_names[-1]}
 
 
 def test_researcher_page_is_not_built_without_its_env_var(monkeypatch, tmp_path):

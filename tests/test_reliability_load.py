@@ -1,5 +1,5 @@
-"""Load, CI-sized: a concurrent wave, then a sequential one, against the launched tiny study; nothing lost,
-memory bounded.
+"""Load, CI-sized: a concurrent wave, then a sequential one, against the launched tiny study and the paper twin
+(tests/paper_twin.py); nothing lost, memory bounded.
 
 ``bench/load.py`` is the full version (50 participants paced over up to 10 minutes, the real demo study,
 an RSS timeline, recorded in bench/RESULTS.md). Here a wave of eight runs at once (concurrency; it also
@@ -18,7 +18,6 @@ from tests.app_fixtures import (
     assert_answers_stored,
     integrity_check,
     run_participant,
-    shared_app,
     value,
 )
 
@@ -34,8 +33,8 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def test_concurrent_participants_lose_nothing_and_memory_stays_bounded() -> None:
-    app = shared_app()
+def test_concurrent_participants_lose_nothing_and_memory_stays_bounded(served) -> None:
+    app = served.app()
     errors: list[str] = []
 
     def participant(k: int):
