@@ -15,6 +15,7 @@ import sys
 
 from dressup.config import StudyFileError, load_study
 from dressup.device import DeviceError, gpu_policy
+from study.hosting import HostingError, check_hosting, use_persistent_model_cache
 from study.session import ResultsFolderError, Sessions, check_results_folder
 
 
@@ -25,26 +26,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    use_persistent_model_cache()  # before any model library reads HF_HOME
     try:
         study = load_study(args.study)
+        hosting_warning = check_hosting(study)
         check_results_folder(study)
         cpu_warning = gpu_policy(study.profile, study.device, study.allow_cpu, study.path)
-    except (StudyFileError, ResultsFolderError, DeviceError) as e:
+    except (StudyFileError, ResultsFolderError, DeviceError, HostingError) as e:
         print(f"dressup: cannot start the study: {e}", file=sys.stderr)
         return 2
     # torch, the models and Gradio load only now, so a bad study file or results folder is reported at once
     from dressup.arms import ArmLoadError, build_arms
+    from study.database import DatabaseUnavailable, masked
     from study.ui import build_ui, launch
 
     try:
         arms = build_arms(study, progress=True)
         sessions = Sessions(study, arms)
-    except ArmLoadError as e:
+    except (ArmLoadError, DatabaseUnavailable) as e:
         print(f"dressup: cannot start the study: {e}", file=sys.stderr)
         return 2
-    print(f"study {study.name!r}: {len(arms)} arms ready; results in {study.results_dir}", flush=True)
-    if cpu_warning:
-        print(f"WARNING: {cpu_warning}", file=sys.stderr, flush=True)
+    where = study.results_dir if sessions.store.path else masked(sessions.store.url)
+    print(f"study {study.name!r}: {len(arms)} arms ready; answers in {where}", flush=True)
+    for warning in (cpu_warning, hosting_warning):
+        if warning:
+            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     launch(build_ui(sessions), sessions, host=args.host, port=args.port)
     return 0
 

@@ -163,6 +163,8 @@ class Study:
     push: PushSpec
     raw: dict[str, Any]
     allow_cpu: bool = False  # the paper profile runs without CUDA only when this says so (dressup.device)
+    database: str = ""  # a PostgreSQL URL shared by every host of the study; $DATABASE_URL wins; "": SQLite
+    allow_data_loss: bool = False  # a demo on a Space's wiped disk may start; a study never should
 
     @property
     def db_path(self) -> Path:
@@ -255,7 +257,7 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
         path=p,
         seed=int(s.get("seed", 0)),
         participants_wanted=int(s.get("participants_wanted", 24)),
-        results_dir=_resolve(base, s.get("results_dir", "../results")),
+        results_dir=_results_dir(base, s.get("results_dir", "../results")),
         cache_dir=cache_dir,
         device=_device_choice(s.get("device", "auto"), p),
         catalogue=catalogue,
@@ -267,7 +269,21 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
         push=_pick(dict(raw.get("push", {})), PushSpec, "push"),
         raw=raw,
         allow_cpu=_flag(s.get("allow_cpu", False), "study", "allow_cpu", p),
+        database=str(s.get("database", "")),
+        allow_data_loss=_flag(s.get("allow_data_loss", False), "study", "allow_data_loss", p),
     )
+
+
+SPACES_DATA = Path("/data")  # a Space's persistent storage, when the Space has the storage upgrade
+
+
+def _results_dir(base: Path, value: str) -> Path:
+    """On a Hugging Face Space with persistent storage, a relative results folder lives under /data (the
+    Space's own disk is wiped at every restart); everywhere else it is relative to the study file."""
+    p = Path(os.path.expanduser(value))
+    if not p.is_absolute() and os.environ.get("SPACE_ID") and SPACES_DATA.is_dir():
+        return SPACES_DATA.joinpath(*[part for part in p.parts if part not in ("..", ".")])
+    return _resolve(base, value)
 
 
 def _device_choice(value: Any, path: Path) -> str:

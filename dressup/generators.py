@@ -627,9 +627,6 @@ def _clip_tokenizer():
                              pad_token="<|endoftext|>")
 
 
-char_clip_tokenizer = clip_tokenizer  # the earlier name, kept until the tests' fixtures move (issue 21)
-
-
 def tiny_sd_pipeline(seed: int = 0, safety_checker: torch.nn.Module | None = None):
     """A Stable Diffusion pipeline with SD1.5's structure but tiny random components (diffusers' own test
     recipe): runs on the CPU in a fraction of a second, makes 64x64 noise-like images, downloads nothing."""

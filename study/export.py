@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -53,27 +53,23 @@ def export(db: str | Path, out: str | Path, *, raw_ids: bool = False) -> ExportS
     """Write the export of ``db`` to the folder ``out`` (created if needed; its files are replaced).
 
     ``raw_ids`` keeps the real participant and session ids, for a researcher's own machine only."""
-    db, out = Path(db), Path(out)
-    if not db.is_file():
-        raise FileNotFoundError(f"no study database at {db}; run the study first or pass --db PATH")
-    if db.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"export folder {out} contains the database; choose a folder of its own, e.g. "
-                         f"{db.parent / 'export'} (a pushed folder must never contain the database)")
-    conn = connect(db, readonly=True)
-    try:
-        sessions = pd.read_sql_query(
-            "SELECT session_id, participant, study, status, attention_passed, order_index, seed, created_at,"
-            " completed_at, withdrawn_at FROM sessions ORDER BY created_at, session_id", conn)
-        long = pd.read_sql_query(LONG_QUERY, conn)
-        feedback = pd.read_sql_query(
-            "SELECT f.session_id, f.letter, COALESCE(a.arm, '') AS arm, f.text, f.answered_at FROM feedback f"
-            " JOIN sessions s ON s.session_id = f.session_id"
-            " LEFT JOIN assignments a ON a.session_id = f.session_id AND a.letter = f.letter"
-            " ORDER BY s.created_at, s.session_id, f.letter", conn)
-    except (sqlite3.Error, pd.errors.DatabaseError) as e:
-        raise ValueError(f"{db} is not a Dress-UP study database ({e})") from e
-    finally:
-        conn.close()
+    if isinstance(db, str) and db.startswith("postgres"):  # a study database on a server (study.database)
+        sessions, long, feedback = _read_server(db)
+        out = Path(out)
+    else:
+        db, out = Path(db), Path(out)
+        if not db.is_file():
+            raise FileNotFoundError(f"no study database at {db}; run the study first or pass --db PATH")
+        if db.resolve().is_relative_to(out.resolve()):
+            raise ValueError(f"export folder {out} contains the database; choose a folder of its own, e.g. "
+                             f"{db.parent / 'export'} (a pushed folder must never contain the database)")
+        conn = connect(db, readonly=True)
+        try:
+            sessions, long, feedback = _read(conn)
+        except (sqlite3.Error, pd.errors.DatabaseError) as e:
+            raise ValueError(f"{db} is not a Dress-UP study database ({e})") from e
+        finally:
+            conn.close()
 
     session_name, participant_name = _pseudonyms(sessions, raw_ids)
     sessions["participant"] = sessions["session_id"].map(participant_name)
@@ -119,6 +115,33 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
             out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
     return out
+
+
+SESSIONS_QUERY = ("SELECT session_id, participant, study, status, attention_passed, order_index, seed, created_at,"
+                  " completed_at, withdrawn_at FROM sessions ORDER BY created_at, session_id")
+FEEDBACK_QUERY = ("SELECT f.session_id, f.letter, COALESCE(a.arm, '') AS arm, f.text, f.answered_at FROM feedback f"
+                  " JOIN sessions s ON s.session_id = f.session_id"
+                  " LEFT JOIN assignments a ON a.session_id = f.session_id AND a.letter = f.letter"
+                  " ORDER BY s.created_at, s.session_id, f.letter")
+
+
+def _read(conn: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three tables of an export, read with one connection (SQLite's, or SQLAlchemy's for a server)."""
+    return (pd.read_sql_query(SESSIONS_QUERY, conn), pd.read_sql_query(LONG_QUERY, conn),
+            pd.read_sql_query(FEEDBACK_QUERY, conn))
+
+
+def _read_server(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    from sqlalchemy import create_engine
+
+    from study.database import database_url
+
+    engine = create_engine(database_url(url))
+    try:
+        with engine.connect() as conn:
+            return _read(conn)
+    finally:
+        engine.dispose()
 
 
 def _pseudonyms(sessions: pd.DataFrame, raw_ids: bool) -> tuple[dict[str, str], dict[str, str]]:

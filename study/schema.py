@@ -1,6 +1,7 @@
 """The study database's schema: the one agreement between the app (writer) and the analysis (reader).
 
-SQLite in WAL mode, one transaction per answer. Natural keys (session, letter, position) make a
+SQLite in WAL mode or PostgreSQL (``study.database``), one transaction per answer; the SQL here is the
+subset both engines speak. Natural keys (session, letter, position) make a
 resubmitted answer an idempotent upsert instead of a duplicate row. Letters A-D are the display order
 of the grids (A first, top); ``position`` 1-4 is the order of the images inside a grid (row-major).
 Withdrawn sessions keep their ``sessions`` row (status 'withdrawn') so analysis can count exclusions,
@@ -105,6 +106,10 @@ CREATE TABLE IF NOT EXISTS feedback (
     answered_at TEXT NOT NULL,
     PRIMARY KEY (session_id, letter)
 );
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,                    -- stimuli and uploads by content, for every host of a study
+    data   BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT,
@@ -134,7 +139,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     if not readonly:
         conn.executescript(DDL)
         conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", (str(SCHEMA_VERSION),)
         )
     return conn
 

@@ -42,6 +42,7 @@ from dressup.grid import fit_cell
 from dressup.images import ImageError, image_info, load_image, release_memory
 from dressup.records import Preference, Shown
 from study.clients import ClientGuard
+from study.database import database_url
 from study.design import assignment
 from study.schema import GRID_SIZE, LETTERS, connect
 from study.store import AnswerRefused, ShownRow, Store
@@ -266,7 +267,7 @@ class Sessions:
         self.study = study
         self.arms = dict(arms)
         self.arm_names = [a.name for a in study.arms]
-        self.store = store or Store(study.db_path, study.name)
+        self.store = store or Store(database_url(study.database, study.db_path), study.name)
         self.stimuli_dir = study.results_dir / "stimuli"
         self.uploads_dir = study.results_dir / "uploads"
         self._pool = ThreadPoolExecutor(max_workers=len(self.arm_names) * ARM_WORKERS, thread_name_prefix="arm")
@@ -360,7 +361,7 @@ class Sessions:
         photos = [p for p in (photos or []) if p]
         old = self.store.preference(session_id)
         if not photos and old and old["uploads"]:
-            images = [load_image(u["path"]) for u in old["uploads"]]  # a resumed session keeps its photos
+            images = [load_image(self._local(Path(u["path"]))) for u in old["uploads"]]  # a resumed session keeps them
             uploads = [(u["sha256"], u["path"], u["width"], u["height"]) for u in old["uploads"]]
         else:
             images, uploads = self._save_uploads(session_id, photos)
@@ -441,6 +442,8 @@ class Sessions:
             # per-session file name: withdrawing one session never deletes another's identical photo
             path = self.uploads_dir / (hashlib.sha256(session_id.encode() + data).hexdigest() + ".jpg")
             atomic_write(path, data)
+            if self.store.shared:  # every host of the study can read it (a resume elsewhere re-submits)
+                self.store.put_blob(path.stem, data)
             uploads.append((content, str(path), im.width, im.height))
             if self.on_upload_stored is not None and isinstance(photo, (str, Path)):
                 self.on_upload_stored(Path(photo), data)
@@ -477,13 +480,24 @@ class Sessions:
                 data = png_bytes(_clean(fit_cell(s.image, CELL_PIXELS)))
                 sha = hashlib.sha256(data).hexdigest()
                 atomic_write(self.stimuli_dir / f"{sha}.png", data)
+                if self.store.shared:
+                    self.store.put_blob(sha, data)
                 rows.append(ShownRow(letter, pos, s.item_id, sha, s.caption, float(s.score)))
             grids[letter] = rows
         self.store.save_shown(session_id, grids)  # False when a concurrent submit recorded first: theirs stand
 
     def stimulus_path(self, row: ShownRow) -> Path:
-        """The stored PNG of a shown cell, named by the sha256 of its bytes (the page serves these very bytes)."""
-        return self.stimuli_dir / f"{row.image_sha256}.png"
+        """The stored PNG of a shown cell, named by the sha256 of its bytes (the page serves these very bytes);
+        on a host that did not draw it, copied from the shared database first."""
+        return self._local(self.stimuli_dir / f"{row.image_sha256}.png")
+
+    def _local(self, path: Path) -> Path:
+        """``path``, fetched from the database's blobs (named by the file's stem) when this host lacks it."""
+        if not path.exists() and self.store.shared:
+            data = self.store.blob(path.stem)
+            if data is not None:
+                atomic_write(path, data)
+        return path
 
     # --- answers ------------------------------------------------------------------------------------
     def _letter(self, letter: str) -> str:
@@ -570,7 +584,7 @@ class Sessions:
     def withdraw(self, session_id: str) -> None:
         """Delete a session's answers, preference and photo files (the store keeps a 'withdrawn' stub)."""
         self._row(session_id)
-        for path in self.store.withdraw(session_id):
+        for path in self.store.withdraw(session_id):  # the store deletes their blobs too
             p = Path(path)
             if p.parent.resolve() == self.uploads_dir.resolve():
                 p.unlink(missing_ok=True)
@@ -616,7 +630,7 @@ def researcher_export(sessions: Sessions, password: str | None, out_dir: Path) -
     check_researcher(sessions.study, password)
     from study.export import export
 
-    return export(sessions.study.db_path, out_dir).files
+    return export(sessions.store.url if sessions.store.shared else sessions.study.db_path, out_dir).files
 
 
 def dumps_summary(summary: Mapping[str, Any]) -> str:

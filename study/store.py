@@ -9,8 +9,9 @@ whose message is safe to show them.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import secrets
-import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from study.schema import GRID_SIZE, LETTERS, connect
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from study.database import DatabaseUnavailable, database_url, is_sqlite, make_engine, named
+from study.schema import GRID_SIZE, LETTERS
+
+log = logging.getLogger(__name__)
 
 
 class AnswerRefused(ValueError):
@@ -52,46 +58,93 @@ class ShownRow:
     score: float | None
 
 
+class _Row(dict):
+    """A result row read by column name or, like a DB-API tuple, by position."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return list(self.values())[key] if isinstance(key, int) else super().__getitem__(key)
+
+
+class _Result:
+    def __init__(self, result: Any) -> None:
+        self._rows = [_Row(r._mapping) for r in result] if result.returns_rows else []
+
+    def fetchone(self) -> _Row | None:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[_Row]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[_Row]:
+        return iter(self._rows)
+
+
+class _Conn:
+    """A SQLAlchemy connection that takes the store's ``?`` SQL (see ``study.database.named``)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, args: tuple | list = ()) -> _Result:
+        stmt, params = named(sql, args)
+        return _Result(self.conn.execute(stmt, params))
+
+    def executemany(self, sql: str, seq: Any) -> None:
+        seq = list(seq)
+        if seq:
+            self.conn.execute(named(sql, seq[0])[0], [named(sql, a)[1] for a in seq])
+
+
+@contextmanager
+def _available() -> Iterator[None]:
+    """A database that cannot be reached becomes ``DatabaseUnavailable`` (a message for the participant)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        log.warning("database unavailable: %s", str(e).splitlines()[0][:200])
+        raise DatabaseUnavailable() from e
+    except DBAPIError as e:
+        if e.connection_invalidated:
+            raise DatabaseUnavailable() from e
+        raise
+
+
 class Store:
-    """One study database. Thread-safe: Gradio runs handlers on worker threads."""
+    """One study database (SQLite file or PostgreSQL URL, ``study.database``). Thread-safe: every call takes a
+    pooled connection of its own, and Gradio runs handlers on worker threads."""
 
     def __init__(self, path: str | Path, study: str) -> None:
-        self.path = Path(path)
+        target = str(path)
+        self.url = target if re.match(r"^(sqlite|postgres)", target) else database_url("", target)
+        self.path = Path(self.url.split("sqlite:///", 1)[1]) if is_sqlite(self.url) else None
+        self.shared = not is_sqlite(self.url)  # a server: stimuli and uploads also go in as blobs
         self.study = study
-        self._conn = connect(self.path)
+        with _available():
+            self.engine = make_engine(self.url)
         self._lock = threading.RLock()
+        self._batch: tuple[int, Any] | None = None  # (thread, connection) of a running batch()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.engine.dispose()
+
+    def _in_batch(self) -> Any:
+        batch = self._batch
+        return batch[1] if batch is not None and batch[0] == threading.get_ident() else None
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so two writers never deadlock.
+    def _tx(self) -> Iterator[_Conn]:
+        """One transaction (SQLite: ``BEGIN IMMEDIATE``, the write lock up front, so writers never deadlock).
 
         Inside ``batch()`` each call becomes a SAVEPOINT instead, so a refused answer still rolls back
-        only itself while the whole batch shares one fsync.
+        only itself while the whole batch shares one commit.
         """
-        with self._lock:
-            if self._conn.in_transaction:
-                self._conn.execute("SAVEPOINT answer")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK TO answer")
-                    self._conn.execute("RELEASE answer")
-                    raise
-                else:
-                    self._conn.execute("RELEASE answer")
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
+        batch = self._in_batch()
+        if batch is not None:
+            with batch.begin_nested():
+                yield _Conn(batch)
+            return
+        with _available(), self.engine.begin() as conn:
+            yield _Conn(conn)
 
     @contextmanager
     def batch(self) -> Iterator["Store"]:
@@ -99,35 +152,44 @@ class Store:
 
         The app never uses this: a participant's answer is committed the moment it is given.
         """
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, _available(), self.engine.begin() as conn:
+            self._batch = (threading.get_ident(), conn)
             try:
                 yield self
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
+            finally:
+                self._batch = None
 
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+    def _query(self, sql: str, args: tuple = ()) -> list[_Row]:
+        batch = self._in_batch()
+        if batch is not None:
+            return _Conn(batch).execute(sql, args).fetchall()
+        with _available(), self.engine.connect().execution_options(dressup_read=True) as conn:
+            return _Conn(conn).execute(sql, args).fetchall()
+
+    # --- blobs (stimuli and uploads, by content, readable by every host) ----------------------------------
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        with self._tx() as c:
+            c.execute("INSERT INTO blobs(sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING", (sha256, data))
+
+    def blob(self, sha256: str) -> bytes | None:
+        rows = self._query("SELECT data FROM blobs WHERE sha256 = ?", (sha256,))
+        return bytes(rows[0]["data"]) if rows else None
 
     def secret(self, name: str) -> str:
         """A random secret kept in this database under ``name``: drawn on first use, the same ever after and
         for every host sharing the database (the Latin square's dealing, ``study.design``)."""
         with self._tx() as c:
-            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (f"secret:{name}", secrets.token_hex(32)))
+            c.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                      (f"secret:{name}", secrets.token_hex(32)))
             return str(c.execute("SELECT value FROM meta WHERE key = ?", (f"secret:{name}",)).fetchone()[0])
 
     # --- sessions -------------------------------------------------------------------------------
     def next_counter(self, name: str) -> int:
         """Atomically take the next value of a named counter (0, 1, 2, ...), e.g. the Latin-square row."""
-        with self._tx() as c:
-            c.execute("INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)", (name,))
-            value = c.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
-            c.execute("UPDATE counters SET value = value + 1 WHERE name = ?", (name,))
-        return int(value)
+        with self._tx() as c:  # the UPDATE locks the row: concurrent hosts take turns, none reads a stale value
+            c.execute("INSERT INTO counters(name, value) VALUES (?, 0) ON CONFLICT DO NOTHING", (name,))
+            value = c.execute("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", (name,)).fetchone()[0]
+        return int(value) - 1
 
     def create_session(
         self,
@@ -172,7 +234,7 @@ class Store:
         rows = self._query("SELECT session_id FROM sessions WHERE completion_code = ?", (code.strip(),))
         return self.session(rows[0]["session_id"]) if rows else None
 
-    def _open_session(self, c: sqlite3.Connection, session_id: str) -> sqlite3.Row:
+    def _open_session(self, c: _Conn, session_id: str) -> _Row:
         row = c.execute("SELECT status FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
         if row is None:
             raise AnswerRefused("This session does not exist. Please start again from your study link.")
@@ -182,7 +244,7 @@ class Store:
             raise AnswerRefused("This session was withdrawn; its data has been deleted.")
         return row
 
-    def _touch(self, c: sqlite3.Connection, session_id: str, status: str | None = None) -> None:
+    def _touch(self, c: _Conn, session_id: str, status: str | None = None) -> None:
         if status:
             c.execute("UPDATE sessions SET status = ?, updated_at = ? WHERE session_id = ?", (status, now(), session_id))
         else:
@@ -246,7 +308,7 @@ class Store:
         return out
 
     # --- answers ------------------------------------------------------------------------------------
-    def _check_letter(self, c: sqlite3.Connection, session_id: str, letter: str) -> None:
+    def _check_letter(self, c: _Conn, session_id: str, letter: str) -> None:
         """An answer about grid ``letter`` needs that grid to have been shown to this session."""
         if not c.execute("SELECT 1 FROM assignments WHERE session_id = ? AND letter = ?", (session_id, letter)).fetchone():
             raise AnswerRefused(f"There is no grid {str(letter)[:8]!r} in this study.")
@@ -399,6 +461,8 @@ class Store:
             if not c.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
                 raise AnswerRefused("There is no session with that code.")
             paths = [r["path"] for r in c.execute("SELECT path FROM uploads WHERE session_id = ?", (session_id,))]
+            for path in paths:  # the photos' shared copies (named per session, so no one else's)
+                c.execute("DELETE FROM blobs WHERE sha256 = ?", (Path(path).stem,))
             for table in ("relevance", "ratings", "ranks", "feedback", "shown", "uploads", "preferences"):
                 c.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
             t = now()

@@ -39,6 +39,7 @@ from study.session import (
     researcher_summary,
     session_id_from_link,
 )
+from study.database import DatabaseUnavailable
 from study.http_guard import HTTPGuard, client_address
 from study.store import AnswerRefused
 
@@ -131,7 +132,7 @@ def _guard(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (ParticipantError, AnswerRefused) as e:
+        except (ParticipantError, AnswerRefused, DatabaseUnavailable) as e:
             raise gr.Error(str(e), print_exception=False) from None
         except Exception:  # noqa: BLE001 — the message may name an arm; the participant sees a neutral one
             log.exception("handler %s failed", fn.__name__)

@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from study.schema import connect
+from study.database import named
 from study.store import AnswerRefused, ShownRow, Store
+from tests import postgres
 
 ARMS = {"A": "baseline", "B": "finetuned", "C": "stn", "D": "generative"}
 
@@ -31,19 +32,25 @@ def answer_all(store: Store, sid: str, letters=tuple(ARMS)) -> None:
     store.answer_ranking(sid, {L: i + 1 for i, L in enumerate(letters)})
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(tmp_path, request):
+    """Where a test's database lives: a SQLite file, or a fresh database on the test run's PostgreSQL."""
+    if request.param == "sqlite":
+        return tmp_path / "study.sqlite"
+    return postgres.server().fresh_database()
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "study.sqlite", "test")
+def store(target):
+    s = Store(target, "test")
     yield s
     s.close()
 
 
 def rows(store: Store, sql: str, *args) -> list:
-    conn = connect(store.path, readonly=True)
-    try:
-        return [tuple(r) for r in conn.execute(sql, args).fetchall()]
-    finally:
-        conn.close()
+    """What another reader (the analysis, a second host) sees, on a connection of its own."""
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(*named(sql, args)).fetchall()]
 
 
 def test_double_submitted_answers_are_one_row_with_the_last_value(store):
@@ -174,8 +181,8 @@ def test_withdraw_deletes_every_answer_and_keeps_a_stub(store):
         store.complete(sid)
 
 
-def test_counters_are_atomic_under_8_threads(tmp_path):
-    path = tmp_path / "study.sqlite"
+def test_counters_are_atomic_under_8_threads(target):
+    path = target
     shared = Store(path, "test")
     own = [Store(path, "test") for _ in range(4)]  # half the threads share one Store, half have their own
     taken: list[int] = []
@@ -197,8 +204,8 @@ def test_counters_are_atomic_under_8_threads(tmp_path):
     assert sorted(taken) == list(range(200))
 
 
-def test_a_second_store_on_the_same_file_sees_committed_answers(tmp_path):
-    path = tmp_path / "study.sqlite"
+def test_a_second_store_on_the_same_file_sees_committed_answers(target):
+    path = target
     first = Store(path, "test")
     sid = shown_session(first)
     first.answer_rating(sid, "B", 8)

@@ -30,8 +30,8 @@ def check_device(study: Study) -> Check:
         return Check("*", "device", FAULT, f"{found}: {e}",
                      f"run on GPU hardware (Space settings -> Hardware), or set allow_cpu = true under [study] in "
                      f"{study.path.name}")
-    if warning:
-        return Check("*", "device", WARN, f"{found}: {warning}")
+    if warning:  # the policy's words already say there is no GPU
+        return Check("*", "device", WARN, warning)
     if study.device == "cuda" and not cuda:
         return Check("*", "device", WARN, f"{found}: device = \"cuda\" in {study.path.name}, so it runs on the CPU")
     runs_on = "cuda" if cuda and study.device != "cpu" else "cpu"
