@@ -192,3 +192,26 @@ def test_on_a_space_answers_on_the_wiped_disk_are_refused(tmp_path, setting, sta
     else:
         assert r.returncode == 2
         assert "wiped at every restart" in r.stderr and "/data" in r.stderr and "DATABASE_URL" in r.stderr
+
+
+def test_on_a_space_with_persistent_storage_answers_go_under_data(tmp_path, monkeypatch):
+    """With the storage upgrade (/data, here a stand-in folder), a relative results folder resolves under it
+    and the hosting check lets the study start; without it, the same file is refused."""
+    import dressup.config
+    import study.hosting
+    from dressup.config import load_study
+    from study.hosting import HostingError, check_hosting
+
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("SPACE_ID", "someone/dressup")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr(dressup.config, "SPACES_DATA", data)
+    monkeypatch.setattr(study.hosting, "SPACES_DATA", data)
+    s = load_study(tiny_study().path)
+    assert s.results_dir == data / "results"
+    assert check_hosting(s) is None
+    monkeypatch.setattr(dressup.config, "SPACES_DATA", tmp_path / "no-storage")
+    monkeypatch.setattr(study.hosting, "SPACES_DATA", tmp_path / "no-storage")
+    with pytest.raises(HostingError, match="DATABASE_URL"):
+        check_hosting(load_study(tiny_study().path))
