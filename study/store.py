@@ -118,6 +118,10 @@ class Store:
         self.url = target if re.match(r"^(sqlite|postgres)", target) else database_url("", target)
         self.path = Path(self.url.split("sqlite:///", 1)[1]) if is_sqlite(self.url) else None
         self.shared = not is_sqlite(self.url)  # a server: stimuli and uploads also go in as blobs
+        # a write reads its session row locked: PostgreSQL's READ COMMITTED would let two transactions both see
+        # "not completed" (two completion codes, an answer after completion); SQLite's BEGIN IMMEDIATE already
+        # serialises every writer and has no FOR UPDATE
+        self._for_update = "" if is_sqlite(self.url) else " FOR UPDATE"
         self.study = study
         with _available():
             self.engine = make_engine(self.url)
@@ -235,7 +239,7 @@ class Store:
         return self.session(rows[0]["session_id"]) if rows else None
 
     def _open_session(self, c: _Conn, session_id: str) -> _Row:
-        row = c.execute("SELECT status FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        row = c.execute("SELECT status FROM sessions WHERE session_id = ?" + self._for_update, (session_id,)).fetchone()
         if row is None:
             raise AnswerRefused("This session does not exist. Please start again from your study link.")
         if row["status"] == "completed":
@@ -442,7 +446,8 @@ class Store:
             raise AnswerRefused("Please still give " + "; ".join(missing) + ".")
         code = "DU-" + secrets.token_hex(4).upper()
         with self._tx() as c:
-            row = c.execute("SELECT status, completion_code FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+            row = c.execute("SELECT status, completion_code FROM sessions WHERE session_id = ?" + self._for_update,
+                            (session_id,)).fetchone()
             if row["status"] == "completed":  # a concurrent double submit won the race
                 return row["completion_code"]
             if row["status"] == "withdrawn":  # withdrawn from another tab in the meantime
@@ -458,7 +463,7 @@ class Store:
         """Delete every answer, preference and upload record of a session; keep a 'withdrawn' stub row
         so the analysis can report the exclusion. Returns the upload file paths for the caller to delete."""
         with self._tx() as c:
-            if not c.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
+            if not c.execute("SELECT 1 FROM sessions WHERE session_id = ?" + self._for_update, (session_id,)).fetchone():
                 raise AnswerRefused("There is no session with that code.")
             paths = [r["path"] for r in c.execute("SELECT path FROM uploads WHERE session_id = ?", (session_id,))]
             for path in paths:  # the photos' shared copies (named per session, so no one else's)
