@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from dressup.config import StudyFileError, load_study
 from dressup.device import DeviceError, gpu_policy
 from study.hosting import HostingError, check_hosting, use_persistent_model_cache
 from study.session import ResultsFolderError, Sessions, check_results_folder
+
+
+def _stop_serving(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # Gradio's serving loop closes the server on it; main's finally then runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,12 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     # torch, the models and Gradio load only now, so a bad study file or results folder is reported at once
     from dressup.arms import ArmLoadError, build_arms
     from study.database import DatabaseUnavailable, masked
+    from study.push import PushError, start_push
     from study.ui import build_ui, launch
 
     try:
         arms = build_arms(study, progress=True)
         sessions = Sessions(study, arms)
-    except (ArmLoadError, DatabaseUnavailable) as e:
+        push = start_push(study.push, sessions.store)  # completed participants to a private dataset, if [push]
+    except (ArmLoadError, DatabaseUnavailable, PushError) as e:
         print(f"dressup: cannot start the study: {e}", file=sys.stderr)
         return 2
     where = study.results_dir if sessions.store.path else masked(sessions.store.url)
@@ -51,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     for warning in (cpu_warning, hosting_warning):
         if warning:
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
-    launch(build_ui(sessions), sessions, host=args.host, port=args.port)
+    signal.signal(signal.SIGTERM, _stop_serving)  # a Space stopping sends SIGTERM: end as Ctrl-C would
+    try:
+        launch(build_ui(sessions), sessions, host=args.host, port=args.port)
+    finally:
+        if push is not None:
+            push.stop()  # the answers given since the last push leave with the app
     return 0
 
 

@@ -137,7 +137,7 @@ class UISpec:
 
 @dataclass
 class PushSpec:
-    """Optional scheduled push of exports (never the database) to a private HF dataset."""
+    """Optional push of completed participants (never the database) to a private HF dataset (``study.push``)."""
 
     repo_id: str = ""
     every_minutes: float = 10.0

@@ -65,7 +65,7 @@ def export(db: str | Path, out: str | Path, *, raw_ids: bool = False) -> ExportS
                              f"{db.parent / 'export'} (a pushed folder must never contain the database)")
         conn = connect(db, readonly=True)
         try:
-            sessions, long, feedback = _read(conn)
+            sessions, long, feedback = read_tables(conn)
         except (sqlite3.Error, pd.errors.DatabaseError) as e:
             raise ValueError(f"{db} is not a Dress-UP study database ({e})") from e
         finally:
@@ -125,7 +125,7 @@ FEEDBACK_QUERY = ("SELECT f.session_id, f.letter, COALESCE(a.arm, '') AS arm, f.
                   " ORDER BY s.created_at, s.session_id, f.letter")
 
 
-def _read(conn: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def read_tables(conn: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The three tables of an export, read with one connection (SQLite's, or SQLAlchemy's for a server)."""
     return (pd.read_sql_query(SESSIONS_QUERY, conn), pd.read_sql_query(LONG_QUERY, conn),
             pd.read_sql_query(FEEDBACK_QUERY, conn))
@@ -139,7 +139,7 @@ def _read_server(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     engine = create_engine(database_url(url))
     try:
         with engine.connect() as conn:
-            return _read(conn)
+            return read_tables(conn)
     finally:
         engine.dispose()
 

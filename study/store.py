@@ -170,6 +170,13 @@ class Store:
         with _available(), self.engine.connect().execution_options(dressup_read=True) as conn:
             return _Conn(conn).execute(sql, args).fetchall()
 
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A read-only SQLAlchemy connection (SQLite: a deferred BEGIN, so it never waits for a writer), for
+        readers of whole tables such as ``study.push``."""
+        with _available(), self.engine.connect().execution_options(dressup_read=True) as conn:
+            yield conn
+
     # --- blobs (stimuli and uploads, by content, readable by every host) ----------------------------------
     def put_blob(self, sha256: str, data: bytes) -> None:
         with self._tx() as c:

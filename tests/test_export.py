@@ -1,25 +1,18 @@
-"""The analysts' export and its optional push: what leaves the database, read-only, pseudonymised, and the
-same numbers whether the analysis reads the database or the export. No network: the Hub client is a
-local recording subclass of ``HfApi``."""
+"""The analysts' export: what leaves the database, read-only, pseudonymised, and the same numbers whether the
+analysis reads the database or the export. (The push to the Hub: tests/test_push.py.)"""
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from huggingface_hub import HfApi  # noqa: E402
-from huggingface_hub.hf_api import RepoUrl  # noqa: E402
 
-from dressup.config import PushSpec  # noqa: E402
 from study import analyze as A  # noqa: E402
 from study import export as E  # noqa: E402
-from study import push as P  # noqa: E402
 from study.store import ShownRow, Store  # noqa: E402
 
 ARMS = {"A": "baseline", "B": "finetuned", "C": "stn", "D": "generative"}
@@ -151,73 +144,3 @@ def test_export_command(db, tmp_path, capsys):
     assert (db.parent / "export" / "long.parquet").is_file()
     assert E.main(["--db", str(db), "--study", "x.toml"]) == 2
     assert "either --study or --db" in capsys.readouterr().err
-
-
-# --- push ----------------------------------------------------------------------------------------------
-class RecordingHfApi(HfApi):
-    """A local Hub client: records what would be sent; any method not overridden would go to the network
-    and fail (HF_HUB_OFFLINE=1)."""
-
-    def __init__(self) -> None:
-        super().__init__(token="hf_fake")
-        self.repos: list[dict] = []
-        self.commits: list[dict] = []
-        self.committed = threading.Event()
-
-    def create_repo(self, repo_id, **kwargs):  # type: ignore[override]
-        self.repos.append({"repo_id": repo_id, **kwargs})
-        kind = kwargs.get("repo_type") or "model"
-        return RepoUrl(f"https://huggingface.co/{'datasets/' if kind == 'dataset' else ''}{repo_id}")
-
-    def run_as_future(self, fn, *args, **kwargs):  # type: ignore[override]
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))  # run in the calling thread: deterministic, no pool
-        except Exception as e:  # noqa: BLE001 - handed to the future like the real client does
-            future.set_exception(e)
-        return future
-
-    def create_commit(self, repo_id, operations, **kwargs):  # type: ignore[override]
-        self.commits.append({"repo_id": repo_id, "paths": sorted(op.path_in_repo for op in operations),
-                             "ops": operations, **kwargs})
-        self.committed.set()
-        return None
-
-
-def test_push_is_a_no_op_without_a_repo_id(db, tmp_path):
-    class Untouchable:
-        def __getattr__(self, name):
-            raise AssertionError(f"the Hub client was used ({name}) although repo_id is empty")
-
-    assert P.start_push(PushSpec(repo_id=""), db, tmp_path / "export", hf_api=Untouchable()) is None
-    assert P.start_push(PushSpec(repo_id="   "), db, tmp_path / "export", hf_api=Untouchable()) is None
-    assert not (tmp_path / "export").exists()
-
-
-def test_push_creates_a_private_dataset_and_commits_only_the_export(db, tmp_path):
-    api = RecordingHfApi()
-    folder = tmp_path / "export"
-    scheduler = P.start_push(PushSpec(repo_id="lab/dressup-results", every_minutes=15), db, folder, hf_api=api)
-    try:
-        assert api.committed.wait(30), "the scheduler's first push never happened"
-    finally:
-        scheduler.stop()
-    assert api.repos == [{"repo_id": "lab/dressup-results", "private": True, "repo_type": "dataset", "exist_ok": True}]
-    assert scheduler.every == 15 and scheduler.repo_type == "dataset"
-    commit = api.commits[0]
-    assert commit["repo_id"] == "lab/dressup-results" and commit["repo_type"] == "dataset"
-    assert commit["paths"] == sorted(E.FILES)  # the fresh export, nothing else
-    long_bytes = next(op for op in commit["ops"] if op.path_in_repo == "long.csv").path_or_fileobj.read()
-    assert long_bytes.startswith(b"participant,session,status")
-    assert (folder / "long.csv").is_file() and not list(folder.glob("*.sqlite*"))
-
-
-def test_push_refuses_a_folder_that_holds_the_database_and_a_missing_token(db, tmp_path, monkeypatch):
-    with pytest.raises(P.PushError, match="contains the database"):
-        P.start_push(PushSpec(repo_id="lab/x"), db, db.parent, hf_api=RecordingHfApi())
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(P, "get_token", lambda: None)  # no saved login on this machine either
-    with pytest.raises(P.PushError, match="HF_TOKEN"):
-        P.start_push(PushSpec(repo_id="lab/x"), db, tmp_path / "export")
-    with pytest.raises(P.PushError, match="every_minutes"):
-        P.start_push(PushSpec(repo_id="lab/x", every_minutes=0), db, tmp_path / "export", hf_api=RecordingHfApi())

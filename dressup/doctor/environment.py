@@ -94,12 +94,12 @@ def check_password(study: Study) -> Check:
 
 
 def check_push(study: Study) -> Check:
-    """``[push]``: exports are pushed to a private dataset only with a token; the token is never printed."""
+    """``[push]``: participants are pushed to a private dataset only with a token; the token is never printed."""
     push = study.push
     repo = (push.repo_id or "").strip()
     if not repo:
         return Check("*", "push", OK, "push off ([push] repo_id is empty)")
-    what = f"exports to the private dataset {repo} every {push.every_minutes:g} min"
+    what = f"completed participants to the private dataset {repo} every {push.every_minutes:g} min"
     if os.environ.get(push.token_env):
         return Check("*", "push", OK, f"{what} (token from ${push.token_env})")
     return Check("*", "push", FAULT, f"{what}, but ${push.token_env} is not set",
