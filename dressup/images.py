@@ -176,6 +176,22 @@ def _flatten(im: Image.Image) -> Image.Image:
     return _to_srgb(im)
 
 
+def _reduce(im: Image.Image, min_side: int) -> Image.Image:
+    """The integer box reduction that keeps the short side at least ``min_side`` (what ``draft`` gives a JPEG),
+    for formats without reduced decoding (PNG, WEBP, TIFF): the full-size pixels are freed at once instead of
+    being carried, converted and kept for as long as the caller holds the photo. Modes ``reduce`` cannot take
+    (palette) stay as they are."""
+    scale = min(im.size) // max(1, min_side)
+    if scale < 2:
+        return im
+    try:
+        small = im.reduce(scale)
+    except ValueError:
+        return im
+    small.info.update(im.info)  # the ICC profile and transparency that _flatten reads
+    return small
+
+
 def load_image(source: Source, *, max_pixels: int = 40_000_000, max_bytes: int | None = None,
                min_side: int | None = None) -> Image.Image:
     """Decode an image file into an upright 8-bit RGB image, or raise ImageError saying why not.
@@ -186,7 +202,8 @@ def load_image(source: Source, *, max_pixels: int = 40_000_000, max_bytes: int |
     checked from the header before decoding; ``max_bytes`` before reading where the source allows.
     ``min_side``: the smallest short side the caller needs; a JPEG is then decoded at the smallest of 1/1,
     1/2, 1/4 or 1/8 scale that keeps it (libjpeg's DCT scaling through Pillow's ``draft``), so a 12-megapixel
-    photo needed at 512 pixels never occupies 36 MB of memory.
+    photo needed at 512 pixels never occupies 36 MB of memory; other formats are reduced by the same integer
+    factor right after decoding (``_reduce``).
     """
     data = _read_bytes(source, max_bytes)
     im = _open_header(data)
@@ -205,6 +222,8 @@ def load_image(source: Source, *, max_pixels: int = 40_000_000, max_bytes: int |
             upright = ImageOps.exif_transpose(im)
         except Exception:  # malformed EXIF: keep the pixels as stored rather than refuse the photo
             upright = im
+        if min_side:
+            upright = _reduce(upright, int(min_side))
         try:
             return _flatten(upright).convert("RGB")
         except Exception as e:

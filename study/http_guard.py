@@ -12,6 +12,9 @@ knows no session). So the guard, a plain ASGI middleware handed to Gradio's Fast
   off with 413 before it is read, so a 20 MB value is neither parsed, nor echoed in an error, nor logged.
 - **Budgets** (``study.limits``): events and uploads per client address; uploads only from an address that
   holds a consented session (the upload route cannot know the session; the address is the next best thing).
+  An address that must wait before its next guess (a withdrawal code, the researcher password: ``guarded``,
+  endpoint name -> budget) is answered 429 here for that endpoint, so a flood of guesses costs the app a
+  dictionary lookup instead of a trip through Gradio's queue, and participants keep their share of the CPU.
 
 The client address is the socket peer, or, behind a reverse proxy, the last ``X-Forwarded-For`` entry (the
 one the proxy wrote, not one a client made up): on Hugging Face Spaces (``SPACE_ID`` set) always, elsewhere
@@ -56,12 +59,15 @@ class HTTPGuard:
     consented session; ``event_limit``/``upload_limit`` are body caps in bytes."""
 
     def __init__(self, app: Any, *, limiter: Limiter, has_session: Callable[[str], bool], event_limit: int,
-                 upload_limit: int) -> None:
+                 upload_limit: int, guarded: Mapping[str, str] | None = None,
+                 endpoint_name: Callable[[int], str | None] = lambda _i: None) -> None:
         self.app = app
         self.limiter = limiter
         self.has_session = has_session
         self.event_limit = event_limit
         self.upload_limit = upload_limit
+        self.guarded = dict(guarded or {})  # endpoint name -> the budget of its guesses
+        self.endpoint_name = endpoint_name  # Gradio's fn_index -> endpoint name (queue/join names no endpoint)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -91,6 +97,15 @@ class HTTPGuard:
                 await _refuse(send, 429, r.message, retry_after=r.retry_after_s, receive=receive, drain=limit)
                 return
             receive = _capped(receive, limit)
+            if self.guarded and limit == self.event_limit:
+                try:
+                    receive, wait = await self._guess_wait(path, receive, address)
+                except _TooLarge:
+                    await _refuse(send, 413, "This request is too large.")
+                    return
+                if wait > 0:
+                    await _refuse(send, 429, "Too many attempts; please wait a moment.", retry_after=wait)
+                    return
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -103,6 +118,41 @@ class HTTPGuard:
             await self.app(scope, receive, send_with_headers)
         except _TooLarge:
             await _refuse(send, 413, "This request is too large.")
+
+
+    async def _guess_wait(self, path: str, receive: Callable, address: str) -> tuple[Callable, float]:
+        """How long ``address`` must wait before guessing at this event's endpoint (0: not a guarded one).
+        A queue/join names its endpoint only in the body (``fn_index``), so that body (already capped) is
+        read here and handed on unchanged."""
+        name = path.rstrip("/").split("/")[-1] if "/gradio_api/call/" in path or "/gradio_api/run/" in path else None
+        if name is None and path.endswith("/gradio_api/queue/join"):
+            chunks, more = [], True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message["type"] == "http.request" and message.get("more_body", False)
+            body = b"".join(chunks)
+            try:
+                name = self.endpoint_name(int(json.loads(body or b"{}").get("fn_index")))
+            except (ValueError, TypeError, AttributeError):
+                name = None  # Gradio answers a malformed body itself
+            receive = _replay(body, receive)
+        kind = self.guarded.get(name or "")
+        return receive, (self.limiter.waiting(kind, address) if kind else 0.0)
+
+
+def _replay(body: bytes, receive: Callable) -> Callable:
+    """``receive`` that gives ``body`` once, then whatever the connection says next (a disconnect)."""
+    sent = False
+
+    async def replayed() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 class _TooLarge(Exception):

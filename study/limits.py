@@ -108,6 +108,15 @@ class Limiter:
                 raise Refused(message, s.events[0] + budget.window_s - now)
             s.events.append(now)
 
+    def waiting(self, kind: str, key: str | None) -> float:
+        """Seconds ``key`` must still wait (backing off or locked out) before its next ``kind`` attempt counts;
+        0 when it may try. Counts nothing: the HTTP edge asks before a refused client reaches the app."""
+        if not key:
+            return 0.0
+        with self._lock:
+            s = self._state.get((kind, key))
+            return max(0.0, s.locked_until - self.clock(), s.not_before - self.clock()) if s else 0.0
+
     def failed(self, kind: str, key: str | None) -> None:
         """Record a failed attempt (wrong password or code): backs off, then locks out (logged)."""
         if not key:

@@ -46,6 +46,9 @@ from study.store import AnswerRefused
 log = logging.getLogger(__name__)
 
 API = "undocumented"
+# endpoints whose wrong answers back off (study.limits): an address told to wait is refused at the HTTP edge
+GUESSED = {"withdraw": "withdraw/address", "withdraw_done": "withdraw/address",
+           "researcher_counts": "researcher/address", "researcher_export": "researcher/address"}
 OOPS = "Something went wrong on our side. Please try again in a moment; your answers so far are saved."
 GENDER_CHOICES = [("Any", "any"), ("Menswear", "menswear"), ("Womenswear", "womenswear")]
 WEAR_CHOICES = ["Yes", "No"]
@@ -541,7 +544,8 @@ def launch(demo: gr.Blocks, sessions: Sessions, *, host: str | None = None, port
         app_kwargs={"middleware": [Middleware(
             HTTPGuard, limiter=sessions.clients.limiter, has_session=sessions.clients.has_session,
             event_limit=event_body_limit(study.ui.max_text_chars, len(sessions.arm_names)),
-            upload_limit=int(study.ui.max_photos * (study.ui.max_upload_mb * 1024 * 1024 + 65536)))]},
+            upload_limit=int(study.ui.max_photos * (study.ui.max_upload_mb * 1024 * 1024 + 65536)),
+            guarded=GUESSED, endpoint_name=lambda i: getattr(demo.fns.get(i), "api_name", None))]},
     )
 
 

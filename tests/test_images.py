@@ -217,3 +217,22 @@ def test_damaged_files_never_raise_anything_but_image_error() -> None:
         except ImageError:
             refused += 1
     assert refused > 0
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "JPEG"])
+def test_a_large_photo_needed_small_is_decoded_small_and_upright(fmt):
+    """``min_side``: a 2400x1600 photo needed at 512 px comes back at 800x533 (JPEG through ``draft``, the
+    others reduced right after decoding), EXIF orientation applied first, colours kept."""
+    im = Image.new("RGB", (2400, 1600), (200, 30, 40))
+    im.paste((20, 40, 220), (0, 0, 1200, 1600))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned 90 degrees clockwise
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt != "PNG" else {}))
+    out = load_image(buf.getvalue(), min_side=512)
+    assert out.mode == "RGB" and min(out.size) >= 512
+    assert out.size[1] > out.size[0], "orientation lost"  # upright: portrait
+    assert max(out.size) <= 1200, f"decoded at {out.size}: not reduced"
+    top, bottom = np.asarray(out)[5, out.size[0] // 2], np.asarray(out)[-5, out.size[0] // 2]
+    assert top[2] > 150 and bottom[0] > 150  # blue on top after the turn, red below
+    assert load_image(buf.getvalue()).size == (1600, 2400)  # without min_side: full size

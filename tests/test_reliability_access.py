@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -42,8 +43,11 @@ def _call(url: str, api_name: str, data: list[Any], address: str | None = None) 
     headers = {"Content-Type": "application/json", **({"X-Forwarded-For": address} if address else {})}
     req = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=json.dumps({"data": data}).encode(),
                                  headers=headers)
-    with urllib.request.urlopen(req, timeout=30) as r:
-        event_id = json.loads(r.read())["event_id"]
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            event_id = json.loads(r.read())["event_id"]
+    except urllib.error.HTTPError as e:  # refused at the HTTP edge (study.http_guard)
+        return f"HTTP {e.code}: {e.read().decode()}"
     with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=120) as r:
         return r.read().decode()
 
@@ -56,8 +60,8 @@ def test_researcher_endpoints_refuse_every_wrong_password() -> None:
         for api in ("researcher_counts", "researcher_export"):
             answer = _call(app.url, api, [guess], attacker)
             # wrong, and after three wrong guesses the address must wait longer each time (study.limits)
-            assert "event: error" in answer and ("Wrong password" in answer or "Too many attempts" in answer), \
-                (api, guess, answer[:300])
+            assert ("event: error" in answer or answer.startswith("HTTP 429")) and \
+                ("Wrong password" in answer or "Too many attempts" in answer), (api, guess, answer[:300])
             assert not [w for w in SECRET_WORDS if w in answer.lower()], answer  # no count names an arm
             assert ".csv" not in answer and ".parquet" not in answer
     locked = _call(app.url, "researcher_counts", [PASSWORD], attacker)
@@ -154,3 +158,32 @@ def test_session_ids_are_random_128_bit_tokens_and_unknown_ones_are_refused() ->
             raise AssertionError(f"session {guess!r} was opened")
         except Exception as e:  # noqa: BLE001 — gradio_client's AppError
             assert "session link" in str(e), str(e)
+
+
+def _join(url: str, fn_index: int, data: list[Any], address: str) -> int:
+    """POST /gradio_api/queue/join as the browser does (the endpoint named only by ``fn_index``): the status."""
+    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": "x" * 11, "event_data": None}).encode()
+    req = urllib.request.Request(f"{url}gradio_api/queue/join", data=body,
+                                 headers={"Content-Type": "application/json", "X-Forwarded-For": address})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_a_withdrawal_code_guesser_told_to_wait_is_refused_at_the_edge_by_either_route() -> None:
+    """After the free guesses an address backs off; while it waits, its guesses get 429 before Gradio's queue
+    (by ``/call/withdraw`` and by ``queue/join`` with withdraw's ``fn_index``), and others are still served."""
+    app = shared_app()
+    guesser = "198.51.100.91"
+    answers = [_call(app.url, "withdraw", [f"DU-{i:08X}"], guesser) for i in range(6)]
+    assert all("No session has that completion code" in a for a in answers[:3]), answers  # the free guesses
+    assert sum(a.startswith("HTTP 429") and "Too many attempts" in a for a in answers) >= 2, answers
+    with urllib.request.urlopen(f"{app.url}config", timeout=30) as r:
+        config = json.loads(r.read())
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "withdraw")
+    assert _join(app.url, fn_index, ["DU-00000099"], guesser) == 429
+    other = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "rate_A")
+    assert _join(app.url, other, [None, 5], guesser) == 200  # only the guessed endpoint waits
+    assert "No session has that completion code" in _call(app.url, "withdraw", ["DU-00000042"], "198.51.100.92")
