@@ -161,6 +161,19 @@ def cmd_doctor(args) -> int:
     return 0 if ok else 1  # 1: not ready (a fault is named in the report); 2: the study file itself is wrong
 
 
+def cmd_publish(args) -> int:
+    from dressup.publish import check_repo_id, encoder_folder, find_token, publish
+
+    folder = encoder_folder(args.encoder, args.study)  # a wrong folder or repo is named before a missing token
+    check_repo_id(args.repo)
+    result = publish(str(folder), args.repo, token=find_token(args.token_env), private=not args.public,
+                     endpoint=args.endpoint)
+    print(f"published {folder} to {result.url} ({'private' if result.private else 'public'}, "
+          f"{result.layout} layout); name it in the study file:")
+    print("\n".join(result.study_lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dressup", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -225,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     study_arg(ss)
     ss.add_argument("--json", action="store_true", help="print the file, its key and the counts as JSON")
     ss.set_defaults(func=cmd_subset)
+
+    pb = sub.add_parser("publish", help="upload a trained encoder (a local: folder) to a Hub model repo and print "
+                                         "the spec that names it (hf-hub:, transformers: or hub-local:)")
+    study_arg(pb)
+    pb.add_argument("encoder", help="the local: folder, or an encoder name of the study file")
+    pb.add_argument("--repo", required=True, help="USER/NAME (or ORG/NAME) of the model repo")
+    vis = pb.add_mutually_exclusive_group()
+    vis.add_argument("--private", dest="public", action="store_false", help="a private repo (default)")
+    vis.add_argument("--public", dest="public", action="store_true", help="a public repo")
+    pb.add_argument("--endpoint", help="the Hub's URL (default: $HF_ENDPOINT or huggingface.co)")
+    pb.add_argument("--token-env", default="HF_TOKEN", help="environment variable holding a write token "
+                                                            "(default HF_TOKEN; else the saved `hf auth login`)")
+    pb.set_defaults(func=cmd_publish, public=False)
 
     d = sub.add_parser("doctor", help="would the study run here? weights, catalogue, GPU, storage, secrets "
                                       "(no downloads); exit 0 only when ready")

@@ -29,8 +29,9 @@ class EncoderSpec:
     ``hf-hub:ORG/NAME`` (open_clip Hub checkpoint, e.g. Marqo-FashionCLIP),
     ``transformers:ORG/NAME`` (a transformers ``CLIPModel``, e.g. ``patrickjohncyh/fashion-clip``),
     ``openclip:ARCH/TAG`` (an open_clip architecture with a pretrained tag, or ``openclip:ARCH`` for random
-    weights), ``config:PATH.json`` (a custom open_clip model config, random image tower), or
-    ``local:PATH`` (a checkpoint folder written by ``dressup.train``).
+    weights), ``config:PATH.json`` (a custom open_clip model config, random image tower),
+    ``local:PATH`` (a checkpoint folder written by ``dressup.train``), or ``hub-local:ORG/NAME`` (such a folder
+    published to the Hub by ``python -m dressup publish``).
     """
 
     name: str
@@ -84,8 +85,15 @@ class CatalogueSpec:
     # images drawn per DeepFashion partition (dressup.subset), e.g. the paper's {train = 14000, val = 2000,
     # test = 4000}; partitions not named are left out; empty: the whole catalogue
     subset: dict[str, int] = field(default_factory=dict)
+    # a Hub dataset repo in DeepFashion's layout ("USER/NAME", may be private): root is then its snapshot folder in
+    # the Hugging Face cache (dressup.catalog.catalogue_from_hub); revision pins a commit, branch or tag
+    repo: str = ""
+    revision: str = ""
 
     def __post_init__(self) -> None:
+        if self.revision and not self.repo:
+            raise StudyFileError(f"[catalogue] revision = {self.revision!r} pins a Hub dataset; add "
+                                 "repo = \"USER/NAME\" or remove revision")
         if not isinstance(self.subset, dict):
             raise StudyFileError(f"[catalogue] subset must be a table such as {{ train = 14000, val = 2000, "
                                  f"test = 4000 }}, not {self.subset!r}")
@@ -220,9 +228,13 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
         raise StudyFileError(f"[study] profile must be 'demo' or 'paper', not {s['profile']!r}")
 
     cat = dict(raw.get("catalogue", {}))
-    if "root" not in cat:
-        raise StudyFileError(f"study file {p}: [catalogue] needs 'root' (a DeepFashion-format folder)")
-    cat["root"] = _resolve(base, cat["root"])
+    if cat.get("repo"):
+        cat["root"] = _hub_catalogue(cat, p)
+    elif "root" not in cat:
+        raise StudyFileError(f"study file {p}: [catalogue] needs 'root' (a DeepFashion-format folder) or 'repo' "
+                             "(a Hub dataset in that layout)")
+    else:
+        cat["root"] = _resolve(base, cat["root"])
     catalogue = _pick(cat, CatalogueSpec, "catalogue")
 
     cache_dir = _resolve(base, s.get("cache_dir", "../cache"))
@@ -299,6 +311,27 @@ def _flag(value: Any, section: str, key: str, path: Path) -> bool:
     if not isinstance(value, bool):
         raise StudyFileError(f"{path}: [{section}] {key} = {value!r} must be true or false")
     return value
+
+
+def _hub_catalogue(cat: dict[str, Any], path: Path) -> Path:
+    """``[catalogue] repo``: the dataset's snapshot folder in the Hugging Face cache, fetched now if need be, so
+    every later reader of ``root`` sees an ordinary folder."""
+    from dressup.catalog import CatalogError, catalogue_from_hub
+
+    repo = cat["repo"]
+    if "root" in cat:
+        raise StudyFileError(f"{path}: [catalogue] has both root and repo; keep root for a folder on this machine "
+                             "or repo for a Hub dataset, not both")
+    if not isinstance(repo, str) or repo.count("/") != 1:
+        raise StudyFileError(f"{path}: [catalogue] repo = {repo!r} must be a Hub dataset id such as "
+                             "\"lab/deepfashion\"")
+    if cat.get("kind", "deepfashion") != "deepfashion":
+        raise StudyFileError(f"{path}: [catalogue] repo needs kind = \"deepfashion\" (the demo catalogue is drawn "
+                             "locally, not downloaded)")
+    try:
+        return catalogue_from_hub(repo, str(cat.get("revision") or ""))
+    except CatalogError as e:
+        raise StudyFileError(f"{path}: [catalogue] repo = {repo!r}: {e}") from None
 
 
 def _expand_spec(spec: str, base: Path) -> str:

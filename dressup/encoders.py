@@ -8,6 +8,7 @@ A spec string says where the weights come from, open_clip-style, and a small tab
 ``transformers:X``  a transformers ``CLIPModel`` (FashionCLIP 2.0 = ``patrickjohncyh/fashion-clip``)
 ``config:P.json``   an open_clip model config of our own (random image tower), e.g. the demo's
 ``local:DIR``       a folder written by ``Encoder.save`` / ``dressup.train``: exactly what was trained
+``hub-local:O/N``   such a folder published to a Hub repo (``python -m dressup publish``), cached, loaded as ``local:``
 ==================  ==========================================================================
 
 Every encoder has the same small protocol (``Encoder``): its published model's own deterministic preprocessing
@@ -768,12 +769,31 @@ def _rebuild_transformers(spec: EncoderSpec, d: Path, meta: dict[str, Any], opti
                                CLIPImageProcessor.from_pretrained(hf), meta["image_size"], options)
 
 
+def _load_hub_local(spec: EncoderSpec, ident: str) -> Encoder:
+    """A ``local:`` folder published as a Hub model repo. ``python -m dressup publish`` uses this layout for an
+    encoder no library's own layout can hold (an STN in front of the image tower, a swapped timm tower): the repo
+    is fetched into the Hugging Face cache (read from it alone when HF_HUB_OFFLINE=1; HF_TOKEN for a private one)
+    and loaded exactly as ``local:``, fingerprint check included."""
+    import httpx2
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(ident, cache_dir=spec.options.get("cache_dir"))
+    except (httpx2.HTTPError, OSError, ValueError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EncoderError(
+            f"could not fetch {spec.spec!r} from the Hugging Face Hub or its cache ({why}); check the repo id and the "
+            f"network, or download it ahead (hf download {ident}); a private repo needs HF_TOKEN") from e
+    return _load_local(spec, folder)
+
+
 _LOADERS: dict[str, Callable[[EncoderSpec, str], Encoder]] = {
     "openclip:": _load_openclip,
     "hf-hub:": _load_hf_hub,
     "transformers:": _load_transformers,
     "config:": _load_config,
     "local:": _load_local,
+    "hub-local:": _load_hub_local,
 }
 
 
@@ -810,7 +830,7 @@ def load_encoder(spec: EncoderSpec | str, device: str | torch.device = "cpu") ->
             enc = loader(spec, ident)
     except PreprocessError as e:
         raise EncoderError(f"encoder {spec.spec!r}: {e}") from e
-    if scheme != "local:" and spec.options.get("image_tower"):
+    if scheme not in ("local:", "hub-local:") and spec.options.get("image_tower"):  # a saved folder has its own
         with _seeded(int(spec.options.get("seed", 0)) + 2):
             enc._replace_image_tower(spec.options["image_tower"], bool(spec.options.get("image_tower_pretrained")))
     enc.to(device)

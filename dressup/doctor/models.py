@@ -16,7 +16,7 @@ from dressup.doctor.base import FAULT, OK, WARN, Check, dressup_command
 from dressup.doctor.weights import (OPEN_CLIP_WEIGHTS, TOKENIZER_FILES, TRANSFORMERS_WEIGHTS, Source,
                                     check_encoder_folder, check_json, check_pipeline, check_weights, inspect_weights)
 
-SCHEMES = ("local", "config", "hf-hub", "transformers", "openclip")
+SCHEMES = ("local", "config", "hf-hub", "transformers", "openclip", "hub-local")
 BUILT_AT_START = "   # or let the app build it at first start (minutes)"
 
 
@@ -80,6 +80,8 @@ def check_encoder(study: Study, arm: str, name: str) -> Check:
         return Check(arm, what, FAULT if problem else OK, problem or f"{rest} (image tower from scratch)",
                      f"restore {rest} from the repository" if problem else "")
     cache_dir = spec.options.get("cache_dir")
+    if scheme == "hub-local":  # a published local: folder: the cached snapshot is checked like the folder
+        return _check_hub_local(arm, what, rest, cache_dir)
     if scheme == "transformers":
         source = Source(rest, cache_dir=cache_dir)
         problems, summaries = _hub_files(source, TRANSFORMERS_WEIGHTS, ("config.json", "preprocessor_config.json"),
@@ -108,6 +110,21 @@ def check_encoder(study: Study, arm: str, name: str) -> Check:
         why = _brief(problems) if source.cached() else "not downloaded"
         return Check(arm, what, FAULT, f"{spec.spec} from {source.where()}: {why}", source.fix(problems))
     return Check(arm, what, OK, f"{spec.spec}: {', '.join(summaries)}")
+
+
+def _check_hub_local(arm: str, what: str, repo: str, cache_dir: str | None) -> Check:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:  # the cache only: doctor never downloads
+        folder = Path(snapshot_download(repo, cache_dir=cache_dir, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return Check(arm, what, FAULT, f"hub-local:{repo}: not downloaded", f"hf download {repo}")
+    problems, summaries = check_encoder_folder(folder)
+    if problems:
+        return Check(arm, what, FAULT, f"hub-local:{repo} at {folder}: {_brief(problems)}",
+                     f"hf download {repo} --force-download (or publish it again)")
+    return Check(arm, what, OK, f"hub-local:{repo}: {', '.join(summaries)}")
 
 
 def _hf_tokenizer_name(source: Source) -> str:
