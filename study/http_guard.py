@@ -104,7 +104,8 @@ class HTTPGuard:
                     await _refuse(send, 413, "This request is too large.")
                     return
                 if wait > 0:
-                    await _refuse(send, 429, "Too many attempts; please wait a moment.", retry_after=wait)
+                    await _refuse(send, 429, f"Too many attempts (try again in {max(1, round(wait))} s)",
+                                  retry_after=wait)
                     return
 
         async def send_with_headers(message: dict) -> None:

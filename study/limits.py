@@ -113,9 +113,14 @@ class Limiter:
         0 when it may try. Counts nothing: the HTTP edge asks before a refused client reaches the app."""
         if not key:
             return 0.0
+        budget, now = self.budgets[kind], self.clock()
         with self._lock:
             s = self._state.get((kind, key))
-            return max(0.0, s.locked_until - self.clock(), s.not_before - self.clock()) if s else 0.0
+            if s is None:
+                return 0.0
+            live = [t for t in s.events if t > now - budget.window_s]
+            full = live[0] + budget.window_s - now if len(live) >= budget.per_window else 0.0
+            return max(0.0, s.locked_until - now, s.not_before - now, full)
 
     def failed(self, kind: str, key: str | None) -> None:
         """Record a failed attempt (wrong password or code): backs off, then locks out (logged)."""
