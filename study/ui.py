@@ -41,6 +41,7 @@ from study.session import (
 )
 from study.database import DatabaseUnavailable
 from study.http_guard import HTTPGuard, client_address
+from study import page_a11y as a11y
 from study.store import AnswerRefused
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ OOPS = "Something went wrong on our side. Please try again in a moment; your ans
 GENDER_CHOICES = [("Any", "any"), ("Menswear", "menswear"), ("Womenswear", "womenswear")]
 WEAR_CHOICES = ["Yes", "No"]
 RANKS = ("Best", "Second", "Third")
+CONFIRM_NOW = ("**This deletes everything you gave in this session: your description, your photos and your "
+               "answers; this cannot be undone.** Delete it?")
+CONFIRM_CODE = ("**This deletes everything stored under this completion code: the description, the photos and "
+                "the answers; this cannot be undone.** Delete it?")
 
 # Builds the resume link from the session id in the browser (the server cannot know its public URL behind
 # Spaces' proxy) and puts it in the address bar, so a reload resumes the session.
@@ -209,6 +214,8 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                 code_box1 = gr.Textbox(label="Completion code", placeholder="DU-1A2B3C4D", elem_id="withdraw-code-1")
                 withdraw_btn1 = gr.Button("Withdraw and delete my data", variant="stop", elem_id="withdraw-1")
                 withdraw_msg1 = gr.Markdown()
+                withdraw_yes1 = a11y.confirm_step(withdraw_btn1, "withdraw-1-confirm", CONFIRM_CODE,
+                                                  "Yes, delete my data", clears=withdraw_msg1)
 
         # --- shared: the session link ------------------------------------------------------------------
         link_box = gr.Textbox(label="Your personal link: save it to continue later", interactive=False,
@@ -216,7 +223,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
 
         # --- 2. preference ----------------------------------------------------------------------------
         with gr.Column(visible=False, elem_id="page-preference") as page_pref:
-            gr.Markdown("## Your style\nTell us what you like to wear, then add photos of clothes you like.")
+            gr.Markdown("# Your style\nTell us what you like to wear, then add photos of clothes you like.")
             pref_text = gr.Textbox(label="Describe your style in your own words", lines=4,
                                    max_length=ui.max_text_chars, elem_id="pref-text",
                                    placeholder="e.g. relaxed, earthy colours, linen shirts, nothing too tight")
@@ -231,6 +238,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                 avoid = gr.Textbox(label="Colours to avoid (optional, separated by commas)", max_length=400,
                                    elem_id="pref-avoid", min_width=300)
             submit_btn = gr.Button("Show me recommendations", variant="primary", elem_id="submit-preference")
+            gr.HTML(a11y.STATUS_HTML, elem_id="submit-status", padding=False)
 
         # --- 3. the grids and the answers ------------------------------------------------------------
         images: list[gr.Image] = []
@@ -239,13 +247,13 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
         feedbacks: list[gr.Textbox] = []
         with gr.Column(visible=False, elem_id="page-grids") as page_grids:
             gr.Markdown(
-                "## Recommendations\nFor each model: would you wear each garment, how well does the model "
+                "# Recommendations\nFor each model: would you wear each garment, how well does the model "
                 "match your style, and anything you want to tell us. Answers are saved as you give them.")
             for pair_start in range(0, len(letters), 2):
                 with gr.Row(equal_height=False):
                     for letter in letters[pair_start:pair_start + 2]:
                         with gr.Column(elem_classes=["dressup-grid"], elem_id=f"grid-{letter}", min_width=340):
-                            gr.Markdown(f"### Model {letter}")
+                            gr.Markdown(f"## Model {letter}")
                             for row in range(GRID_SIZE // 2):
                                 with gr.Row(equal_height=True):
                                     for col in range(2):
@@ -274,6 +282,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             with gr.Accordion("Stop and delete my answers", open=False):
                 stop_btn = gr.Button("Withdraw now and delete everything I gave", variant="stop",
                                      elem_id="withdraw-now")
+                stop_yes = a11y.confirm_step(stop_btn, "withdraw-now-confirm", CONFIRM_NOW, "Yes, delete everything")
 
         # --- 4. done ------------------------------------------------------------------------------------
         with gr.Column(visible=False, elem_id="page-done") as page_done:
@@ -282,6 +291,8 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                 code_box2 = gr.Textbox(label="Completion code", placeholder="DU-1A2B3C4D", elem_id="withdraw-code-2")
                 withdraw_btn2 = gr.Button("Withdraw and delete my data", variant="stop", elem_id="withdraw-2")
                 withdraw_msg2 = gr.Markdown()
+                withdraw_yes2 = a11y.confirm_step(withdraw_btn2, "withdraw-2-confirm", CONFIRM_CODE,
+                                                  "Yes, delete my data", clears=withdraw_msg2)
 
         # --- rendering ----------------------------------------------------------------------------------
         outputs = [visit_state, page_welcome, page_pref, page_grids, page_done, link_box, pref_text, gender, avoid,
@@ -427,9 +438,11 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                           concurrency_limit=None, show_progress_on=[consent_btn]).then(None, [link_box], [link_box], js=LINK_JS)
         resume_btn.click(resume, [resume_box], outputs, api_name="resume", api_visibility=API,
                          concurrency_limit=None, show_progress_on=[resume_btn]).then(None, [link_box], [link_box], js=LINK_JS)
+        submit_btn.click(None, js=a11y.STATUS_ON)  # shown in the browser at once, before the round trip
         submit_btn.click(submit_preference, [visit_state, pref_text, photos, camera, gender, avoid], outputs,
                          api_name="submit_preference", api_visibility=API, concurrency_id="recommend",
-                         concurrency_limit=SUBMITS_AT_ONCE, **show_progress).then(None, [link_box], [link_box], js=LINK_JS)
+                         concurrency_limit=SUBMITS_AT_ONCE, **show_progress) \
+            .then(None, [link_box], [link_box], js=LINK_JS).then(None, js=a11y.STATUS_OFF)
         # generation starts on the words while the photos upload (Sessions.prepare); Submit takes it up
         gr.on([pref_text.blur, photos.upload], prepare, [visit_state, pref_text, gender, avoid], None,
               api_name="prepare", api_visibility=API, concurrency_limit=None, show_progress="hidden",
@@ -470,12 +483,12 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                       api_visibility=API, concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
         gr.on([d.input for d in rank_dd], rank, [visit_state, *rank_dd], [*rank_dd, last_md], api_name="rank",
               api_visibility=API, concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
-        withdraw_btn1.click(withdraw_code, [code_box1], [withdraw_msg1], api_name="withdraw", api_visibility=API,
+        withdraw_yes1.click(withdraw_code, [code_box1], [withdraw_msg1], api_name="withdraw", api_visibility=API,
                             concurrency_limit=None)
-        withdraw_btn2.click(withdraw_code, [code_box2], [withdraw_msg2], api_name="withdraw_done",
+        withdraw_yes2.click(withdraw_code, [code_box2], [withdraw_msg2], api_name="withdraw_done",
                             api_visibility=API, concurrency_limit=None)
-        stop_btn.click(withdraw_now, [visit_state], outputs, api_name="withdraw_now", api_visibility=API,
-                       concurrency_limit=None, show_progress_on=[stop_btn])
+        stop_yes.click(withdraw_now, [visit_state], outputs, api_name="withdraw_now", api_visibility=API,
+                       concurrency_limit=None, show_progress_on=[stop_yes])
 
     if researcher_password(study) is not None:
         _researcher_page(demo, sessions)
@@ -538,8 +551,9 @@ def launch(demo: gr.Blocks, sessions: Sessions, *, host: str | None = None, port
         footer_links=[],
         prevent_thread_lock=prevent_thread_lock,
         quiet=True,
-        css=CSS,
-        theme=gr.themes.Soft(),
+        css=CSS + a11y.CSS,
+        js=a11y.PAGE_JS,
+        theme=a11y.theme(),
         state_session_capacity=10000,
         app_kwargs={"middleware": [Middleware(
             HTTPGuard, limiter=sessions.clients.limiter, has_session=sessions.clients.has_session,

@@ -222,9 +222,10 @@ class RunningApp:
 
 
 def start_app(study_path: Path, *, port: int | None = None, password: bool = True, timeout: float = 240,
-              env: dict[str, str] | None = None) -> RunningApp:
+              env: dict[str, str] | None = None, script: Path = REPO / "app.py") -> RunningApp:
     """Launch the app and wait until it answers (it loads every arm before serving). ``env`` adds to or overrides
-    the app's environment (the paper twin's ``HF_HOME``/``HF_HUB_CACHE``)."""
+    the app's environment (the paper twin's ``HF_HOME``/``HF_HUB_CACHE``); ``script`` runs instead of app.py (a
+    test's wrapper of it, tests/slow_app.py)."""
     port = port or free_port()
     run_dir = Path(tempfile.mkdtemp(prefix="app-", dir=_tmp_root()))
     extra_env = dict(env or {})
@@ -240,7 +241,7 @@ def start_app(study_path: Path, *, port: int | None = None, password: bool = Tru
     log_path = run_dir / "app.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(REPO / "app.py"), "--study", str(study_path), "--host", "127.0.0.1",
+            [sys.executable, str(script), "--study", str(study_path), "--host", "127.0.0.1",
              "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     app = RunningApp(proc, f"http://127.0.0.1:{port}/", study_path, log_path, run_dir / "gradio")
     atexit.register(app.stop)

@@ -1,0 +1,26 @@
+"""``python app.py`` with every Submit slowed by ``$DRESSUP_TEST_SUBMIT_DELAY`` seconds, so a browser test can
+watch the page while the grids are prepared (tests/test_page_browser.py). Nothing outside tests/ reads it."""
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from study import session  # noqa: E402
+
+_submit = session.Sessions.submit_preference
+
+
+def _slow_submit(self, *args, **kwargs):
+    time.sleep(float(os.environ.get("DRESSUP_TEST_SUBMIT_DELAY") or 0))
+    return _submit(self, *args, **kwargs)
+
+
+session.Sessions.submit_preference = _slow_submit
+APP = REPO / "app.py"
+sys.argv[0] = str(APP)
+runpy.run_path(str(APP), run_name="__main__")

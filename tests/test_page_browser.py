@@ -1,0 +1,248 @@
+"""The participant's page for everyone (issue 19), in headless Chromium at 1366x768 and 390x844: deletions ask
+once more, grid pictures and their questions have names (and only blinded ones), a status line speaks while
+the grids are prepared, and axe-core finds no serious or critical violation on the welcome and grids pages.
+
+One app for the whole module, its Submit slowed by 2 s (tests/slow_app.py) so the page can be watched while it
+works. Screenshots of every state go to /tmp/page-shots/<viewport>-<state>.png.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.app_fixtures import LETTERS4, REPO, SECRET_WORDS, photos, start_app, tiny_study
+from tests.test_app_browser import browser  # noqa: F401 - the shared Chromium fixture
+
+pytestmark = pytest.mark.browser
+VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
+SHOTS = Path("/tmp/page-shots")
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
+SUBMIT_DELAY = 2.0
+_app = None
+
+
+def page_app():
+    global _app
+    if _app is None or _app.proc.poll() is not None:
+        _app = start_app(tiny_study().with_results("page"), env={"DRESSUP_TEST_SUBMIT_DELAY": str(SUBMIT_DELAY)},
+                         script=REPO / "tests" / "slow_app.py")
+    return _app
+
+
+def new_page(browser, viewport: str):
+    w, h = VIEWPORTS[viewport]
+    pg = browser.new_page(viewport={"width": w, "height": h})
+    pg.viewport_name = viewport
+    return pg
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(request, browser):
+    pg = new_page(browser, request.param)
+    yield pg
+    pg.close()
+
+
+@pytest.fixture(scope="module", params=list(VIEWPORTS))
+def on_grids(request, browser):
+    """A participant whose sixteen pictures are shown, per screen size: (page, session id). The tests using it
+    run in file order for each size; the withdrawal test, last, deletes the session."""
+    pg = new_page(browser, request.param)
+    sid = to_grids(pg, page_app(), f"grids_{request.param}", watch_status=True)
+    yield pg, sid
+    pg.close()
+
+
+def shot(page, state: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{page.viewport_name}-{state}.png"), full_page=True)
+
+
+def status(app, sid: str) -> str:
+    with app.db() as conn:
+        return conn.execute("SELECT status FROM sessions WHERE session_id = ?", (sid,)).fetchone()[0]
+
+
+def welcome(page, app, pid: str):
+    from playwright.sync_api import expect
+
+    page.goto(f"{app.url}?PROLIFIC_PID={pid}&STUDY_ID=S_page&SESSION_ID=P1")
+    agree = page.get_by_role("button", name="I agree, start")
+    expect(agree).to_be_visible(timeout=30_000)
+    return agree
+
+
+def to_grids(page, app, pid: str, *, watch_status: bool = False) -> str:
+    """Consent, describe, add two photos, Submit; the session id once all sixteen pictures are there."""
+    from playwright.sync_api import expect
+
+    agree = welcome(page, app, pid)
+    text_box = page.locator("#pref-text textarea")
+    for _ in range(3):  # a click while the page is still starting up can be lost; a person clicks again
+        agree.click()
+        try:
+            expect(text_box).to_be_visible(timeout=15_000)
+            break
+        except AssertionError:
+            continue
+    text_box.fill("navy striped shirts, nothing too tight")
+    page.locator("#pref-photos input[type=file]").set_input_files([str(p) for p in photos(2)])
+    expect(page.locator("#pref-photos").get_by_role("button", name="Remove this file")).to_have_count(2,
+                                                                                           timeout=15_000)
+    line = page.locator("#submit-status-line")
+    if watch_status:
+        shot(page, "style")
+    page.get_by_role("button", name="Show me recommendations").click()
+    seen: dict = {}
+    if watch_status:  # Submit takes SUBMIT_DELAY s or more here: what the page shows within 1 s of the press
+        start = time.monotonic()
+        try:
+            expect(line).to_be_visible(timeout=1_000)
+            seen = {"after_s": round(time.monotonic() - start, 2), "text": line.inner_text(),
+                    "aria-live": line.get_attribute("aria-live"), "role": line.get_attribute("role")}
+        except AssertionError:
+            seen = {"after_s": None}
+        shot(page, "submitting")
+    expect(page.locator("#img-D4 img")).to_be_attached(timeout=60_000)
+    if watch_status:
+        seen["hidden_with_grids"] = not line.count() or line.is_hidden()
+    page.seen_while_submitting = seen
+    return page.url.split("session=")[1].split("&")[0]
+
+
+def test_a_spoken_status_line_shows_while_the_grids_are_prepared(on_grids):
+    page, _ = on_grids
+    seen = page.seen_while_submitting
+    assert seen["after_s"] is not None, "no status line within 1 s of pressing Submit"
+    assert "Preparing your recommendations" in seen["text"]
+    assert seen["aria-live"] == "polite" and seen["role"] == "status"
+    assert seen["hidden_with_grids"]  # and gone once the grids are there
+    print(f"status line {page.viewport_name}: {seen}")
+
+
+def test_grid_pictures_and_questions_have_blinded_names(on_grids):
+    page, sid = on_grids
+    app = page_app()
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "grids")
+    names = page.evaluate("""() => [...document.querySelectorAll("#page-grids img, #page-grids fieldset")].map(e =>
+        [e.tagName, e.closest("[id]").id, e.getAttribute("alt"), e.getAttribute("aria-label")])""")
+    alts = {i: a for tag, i, a, _ in names if tag == "IMG"}
+    groups = {i: n for tag, i, _, n in names if tag == "FIELDSET" and i.startswith("wear-")}
+    cells = [f"{x}{i}" for x in LETTERS4 for i in range(1, 5)]
+    assert alts == {f"img-{c}": f"Model {c[0]}, picture {c[1]}" for c in cells}
+    assert groups == {f"wear-{c}": f"Model {c[0]}, picture {c[1]}: would you wear it?" for c in cells}
+    # what a screen reader announces, from Chromium's accessibility tree
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("img", name="Model B, picture 3", exact=True)).to_have_count(1)
+    expect(page.get_by_role("group", name="Model B, picture 3: would you wear it?")).to_have_count(1)
+    expect(page.get_by_role("button", name="Model C, picture 2", exact=True)).to_have_count(1)
+    every_name = json.dumps(names).lower()
+    assert not [w for w in SECRET_WORDS if w.lower() in every_name]
+    assert status(app, sid) == "shown"
+
+
+def _axe(page) -> list[dict]:
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate("""async () => (await axe.run()).violations.map(v =>
+        ({id: v.id, impact: v.impact, nodes: v.nodes.length, where: v.nodes.slice(0, 3).map(n => n.target.join(" ")),
+          data: v.nodes.slice(0, 2).map(n => JSON.stringify((n.any[0] || {}).data || null))}))""")
+
+
+def test_axe_finds_no_serious_or_critical_violation(browser, on_grids):
+    if not AXE.exists():
+        pytest.skip(f"needs {AXE.relative_to(REPO)}: run `npm ci` (make setup-dev does)")
+    page, _ = on_grids
+    first = new_page(browser, page.viewport_name)
+    try:
+        welcome(first, page_app(), f"axe_{page.viewport_name}")
+        shot(first, "welcome")
+        found = {"welcome": _axe(first)}
+    finally:
+        first.close()
+    found["grids"] = _axe(page)
+    for where, violations in found.items():
+        print(f"axe {page.viewport_name} {where}: "
+              + (", ".join(f"{v['id']} ({v['impact']}, {v['nodes']}: {v['where'][:1]} {v['data'][:1]})"
+                           for v in violations) or "none"))
+    bad = {where: [v for v in vs if v["impact"] in ("serious", "critical")] for where, vs in found.items()}
+    assert bad == {"welcome": [], "grids": []}
+
+
+def test_withdraw_now_asks_once_more_before_deleting(on_grids):
+    from playwright.sync_api import expect
+
+    page, sid = on_grids
+    app = page_app()
+    page.get_by_text("Stop and delete my answers").click()
+    first = page.get_by_role("button", name="Withdraw now and delete everything I gave")
+    first.click()
+    confirm = page.locator("#withdraw-now-confirm")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text("this cannot be undone")
+    expect(page.locator("#withdraw-now-confirm-cancel")).to_be_focused()
+    first.scroll_into_view_if_needed()
+    shot(page, "withdraw-confirm")
+    first.click()  # a second tap on the same spot still deletes nothing
+    time.sleep(1.5)
+    assert status(app, sid) == "shown"
+    page.get_by_role("button", name="Cancel, keep my data").click()
+    expect(confirm).to_be_hidden()
+    time.sleep(0.5)
+    assert status(app, sid) == "shown"
+    first.click()
+    page.get_by_role("button", name="Yes, delete everything").click()
+    expect(page.get_by_role("button", name="I agree, start")).to_be_visible(timeout=30_000)
+    deadline = time.monotonic() + 10
+    while status(app, sid) != "withdrawn" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status(app, sid) == "withdrawn"
+
+
+def _finish(app, pid: str) -> tuple[str, str]:
+    """A completed participant through the API (fast): session id and completion code."""
+    from tests.app_fixtures import run_participant
+
+    sid, _, out = run_participant(app.url, int(time.time() * 1000) % 100000)
+    code = re.search(r"DU-[0-9A-F]{8}", str(out["done"])).group(0)
+    return sid, code
+
+
+def test_withdrawal_by_code_asks_once_more_and_clears_the_stale_error(page):
+    from playwright.sync_api import expect
+
+    app = page_app()
+    sid, code = _finish(app, page.viewport_name)
+    welcome(page, app, f"code_{page.viewport_name}")
+    page.locator("#withdraw-welcome").get_by_text("Withdraw: delete your data").click()
+    box = page.locator("#withdraw-code-1").get_by_role("textbox")
+    first = page.locator("#withdraw-1")
+    yes = page.locator("#withdraw-1-confirm-yes")
+    box.fill("DU-FFFFFFFF")
+    first.click()
+    expect(page.locator("#withdraw-1-confirm")).to_contain_text("this cannot be undone")
+    yes.click()
+    stale = page.get_by_text("No session has that completion code")
+    expect(stale.first).to_be_visible(timeout=20_000)
+    expect(page.locator("#withdraw-1-confirm")).to_be_hidden()
+    box.fill(code)
+    first.click()
+    shot(page, "withdraw-code-confirm")
+    time.sleep(1)
+    assert status(app, sid) == "completed"  # one tap deletes nothing
+    yes.click()
+    expect(page.locator("#withdraw-welcome")).to_contain_text("Your data has been deleted", timeout=20_000)
+    expect(stale).to_have_count(0)  # the earlier error is gone, not left beside the success
+    assert status(app, sid) == "withdrawn"
+    shot(page, "withdraw-code-done")
+    if AXE.exists():
+        done = _axe(page)
+        print(f"axe {page.viewport_name} withdrawn-by-code: " + (", ".join(f"{v['id']} ({v['impact']}, {v['nodes']}: "
+              f"{v['where'][:1]} {v['data'][:1]})" for v in done) or "none"))
+
+
