@@ -430,8 +430,11 @@ class Store:
         a = self.answers(session_id)
         missing = []
         for letter in sorted(shown):
-            if len(a["relevance"].get(letter, {})) < GRID_SIZE:
-                missing.append(f"which items of Model {letter} you would wear")
+            unmarked = [p for p in range(1, GRID_SIZE + 1) if p not in a["relevance"].get(letter, {})]
+            if unmarked:  # named picture by picture, as the page numbers them ("3. Wear it?")
+                pictures = ", ".join(map(str, unmarked[:-1])) + (" and " if len(unmarked) > 1 else "") + str(unmarked[-1])
+                missing.append(f"whether you would wear Model {letter}'s picture{'s' if len(unmarked) > 1 else ''} "
+                               f"{pictures}")
             if letter not in a["ratings"]:
                 missing.append(f"a rating for Model {letter}")
         if shown and len(a["ranks"]) != len(shown):

@@ -141,7 +141,8 @@ def _guard(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except (ParticipantError, AnswerRefused, DatabaseUnavailable) as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            # stays until the participant closes it (a timed toast vanished before a long list was read)
+            raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception:  # noqa: BLE001 — the message may name an arm; the participant sees a neutral one
             log.exception("handler %s failed", fn.__name__)
             raise gr.Error(OOPS, print_exception=False) from None
@@ -407,8 +408,10 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                     if sessions.store.session(sid).status != "completed":
                         raise
                     ranked = True  # a concurrent Finish (a double click, a second tab) completed it first
-                if not ranked:
-                    raise ParticipantError("Please rank the models: choose the best, then the second, and so on.")
+                if not ranked:  # name everything still missing, not only the ranking
+                    missing = sessions.store.missing_answers(sid)
+                    raise ParticipantError("Please still give " + "; ".join(missing) + "." if missing else
+                                           "Please rank the models: choose the best, then the second, and so on.")
             p = sessions.finish(sid, {**dict(zip(letters, fbs)), "": overall_text})
             return render(visit, p, "done")
 

@@ -223,3 +223,26 @@ def test_early_start_on_the_words_then_submit_shows_four_grids():
         assert conn.execute("SELECT COUNT(*) FROM shown WHERE session_id = ?", (sid,)).fetchone()[0] == 16
         assert conn.execute("SELECT COUNT(*) FROM events WHERE session_id = ? AND kind = 'error'",
                             (sid,)).fetchone()[0] == 0
+
+
+def test_finish_with_answers_missing_names_every_one_down_to_the_picture():
+    """Finish before answering: the refusal lists each model's unmarked pictures, ratings and the ranking (it used
+    to ask for the ranking alone), and after a few answers only what is still missing."""
+    app = shared_app()
+    c = client(app.url)
+    a = Answers.make(31)
+    outputs(c.predict(api_name="/consent"))
+    give_preference(c, a.text)
+    blank = ["" for _ in LETTERS4]
+    with pytest.raises(Exception) as e:
+        c.predict(*blank, None, None, None, "", api_name="/finish")
+    said = str(e.value)
+    for x in LETTERS4:
+        assert f"Model {x}'s pictures 1, 2, 3 and 4" in said and f"a rating for Model {x}" in said, said
+    assert "a ranking of the models" in said
+    c.predict("Yes", None, "No", None, api_name="/wear_A")  # pictures 1 and 3 of Model A marked
+    with pytest.raises(Exception) as e:
+        c.predict(*blank, None, None, None, "", api_name="/finish")
+    assert "Model A's pictures 2 and 4" in str(e.value) and "a rating for Model A" in str(e.value)
+    answer_grids(c, a)
+    assert "**DU-" in value(finish(c, a)["done"])

@@ -158,7 +158,16 @@ def test_completion_with_missing_answers_is_refused_and_names_them(store):
     store.answer_rating(sid, "A", 5)
     with pytest.raises(AnswerRefused) as e:
         store.complete(sid)
-    assert "which items of Model A" in str(e.value) and "a rating for Model B" in str(e.value)
+    assert "whether you would wear Model A's pictures 1, 2, 3 and 4" in str(e.value)
+    assert "a rating for Model B" in str(e.value)
+    store.answer_relevance(sid, "B", 1, True)
+    store.answer_relevance(sid, "B", 3, False)
+    with pytest.raises(AnswerRefused) as e:
+        store.complete(sid)
+    assert "Model B's pictures 2 and 4" in str(e.value)  # each missing picture named, as the page numbers them
+    store.answer_relevance(sid, "B", 2, True)
+    with pytest.raises(AnswerRefused, match="Model B's picture 4[;.]"):
+        store.complete(sid)
     assert "ranking" in str(e.value)
     assert store.session(sid).completion_code is None
 
