@@ -157,7 +157,7 @@ class Progress:
     grids: dict[str, list[Path]] = field(default_factory=dict)  # letter -> the 4 cells' stored PNG files
     wear: dict[str, dict[int, bool]] = field(default_factory=dict)
     ratings: dict[str, int] = field(default_factory=dict)
-    ranking: list[str] = field(default_factory=list)  # letters, best first
+    ranking: list[str | None] = field(default_factory=list)  # letters by place, best first (None: not chosen)
     feedback: dict[str, str] = field(default_factory=dict)  # letter ('' = overall) -> text
     completion_code: str | None = None
     completion_url: str = ""
@@ -318,7 +318,13 @@ class Sessions:
         out.grids = {letter: [self.stimulus_path(r) for r in rows] for letter, rows in sorted(shown.items())}
         a = self.store.answers(session_id)
         out.wear, out.ratings, out.feedback = a["relevance"], a["ratings"], a["feedback"]
-        out.ranking = [letter for letter, _ in sorted(a["ranks"].items(), key=lambda kv: kv[1])]
+        by_place: list[str | None] = [None] * len(self.arm_names)  # a partial ranking keeps its gaps
+        for letter, place in a["ranks"].items():
+            if 1 <= place <= len(by_place):
+                by_place[place - 1] = letter
+        while by_place and by_place[-1] is None:
+            by_place.pop()
+        out.ranking = by_place
         if row.completion_code:
             out.completion_url = self.completion_url(row.completion_code)
         return out
@@ -551,14 +557,16 @@ class Sessions:
         self.store.answer_feedback(session_id, letter, text)
 
     def answer_ranking(self, session_id: str | None, order: Sequence[str | None]) -> bool:
-        """The ranking, best first. Returns False while incomplete (nothing saved); the last place is implied
-        once all but one letter are placed. A repeated or unknown letter is refused."""
+        """The ranking, best first (``None`` for a place not chosen yet). Returns False while incomplete (the
+        places chosen so far are saved, so a reload shows them); the last place is implied once all but one
+        letter are placed. A repeated or unknown letter is refused."""
         self._row(session_id)
         letters = list(LETTERS[: len(self.arm_names)])
         given = [x for x in order if x]
         if any(x not in letters for x in given) or len(set(given)) != len(given):
             raise AnswerRefused("Each model can take only one place in the ranking.")
         if len(given) < len(letters) - 1:
+            self.store.answer_ranking(session_id, {x: i for i, x in enumerate(order, 1) if x}, partial=True)
             return False
         given += [x for x in letters if x not in given]
         self.store.answer_ranking(session_id, {letter: i for i, letter in enumerate(given, 1)})

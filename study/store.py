@@ -370,15 +370,21 @@ class Store:
             )
             self._touch(c, session_id)
 
-    def answer_ranking(self, session_id: str, ranking: dict[str, int]) -> None:
-        """Replace the whole ranking at once (a permutation of 1..n over the session's letters)."""
+    def answer_ranking(self, session_id: str, ranking: dict[str, int], *, partial: bool = False) -> None:
+        """Replace the whole ranking at once (a permutation of 1..n over the session's letters). ``partial``: the
+        places given so far (distinct letters in distinct places of 1..n), kept so a reload shows them; completion
+        still needs every place."""
         with self._tx() as c:
             self._open_session(c, session_id)
             letters = [r["letter"] for r in c.execute(
                 "SELECT letter FROM assignments WHERE session_id = ? ORDER BY letter", (session_id,))]
             if not c.execute("SELECT 1 FROM shown WHERE session_id = ? LIMIT 1", (session_id,)).fetchone():
                 raise AnswerRefused("Please get your recommendations first; there is nothing to rank yet.")
-            if sorted(ranking) != letters or sorted(ranking.values()) != list(range(1, len(letters) + 1)):
+            places = list(range(1, len(letters) + 1))
+            if partial and set(ranking) <= set(letters) and len(set(ranking.values())) == len(ranking) \
+                    and set(ranking.values()) <= set(places):
+                pass
+            elif sorted(ranking) != letters or sorted(ranking.values()) != places:
                 raise AnswerRefused(
                     f"The ranking must give each of {', '.join(letters)} a different place from 1 to {len(letters)}."
                 )

@@ -172,11 +172,12 @@ def test_participant_errors_keep_what_was_typed_and_resume_link_restores_answers
     c.predict(*a.wear["C"], api_name="/wear_C")
     c.predict(9, api_name="/rate_C")
     c.predict("love the colours", api_name="/feedback_C")
-    c.predict("C", "A", None, api_name="/rank")  # incomplete ranking: nothing saved, choices narrowed
+    c.predict("C", None, "A", api_name="/rank")  # incomplete ranking: Best and Third kept, Second still open
     later = client(app.url)  # another tab or device, with the link
     page = outputs(later.predict(f"{app.url}?PROLIFIC_PID=abc&session={sid}", api_name="/resume"))
     assert [page[f"wear_C{i}"] for i in range(1, 5)] == a.wear["C"]
     assert page["rating_C"] == 9 and page["feedback_C"] == "love the colours"
+    assert [value(page[f"rank_{i}"]) for i in (1, 2, 3)] == ["C", None, "A"]  # the partial ranking, by place
     assert [page[f"img_{x}{i}"]["url"].rsplit("/", 2)[1] for x in LETTERS4 for i in range(1, 5)] == \
         [first[f"img_{x}{i}"]["url"].rsplit("/", 2)[1] for x in LETTERS4 for i in range(1, 5)]
     with pytest.raises(Exception, match="session link"):

@@ -179,7 +179,9 @@ def test_answers_are_saved_as_given_and_come_back_on_resume(sessions):
     sessions.answer_wear(sid, "B", [None, "Yes", None, "No"])
     sessions.answer_rating(sid, "B", "7")
     sessions.answer_feedback(sid, "B", "too formal for me")
-    assert sessions.answer_ranking(sid, ["D", None, None]) is False  # incomplete: nothing saved yet
+    assert sessions.answer_ranking(sid, ["D", None, "A"]) is False  # incomplete: the places given are kept
+    assert sessions.resume(sid)[1].ranking == ["D", None, "A"]  # a reload shows Best and Third, Second empty
+    assert "a ranking of the models" in sessions.store.missing_answers(sid)
     assert sessions.answer_ranking(sid, ["D", "B", "A"]) is True
     visit, p = sessions.resume(sid)
     assert visit.session_id == sid

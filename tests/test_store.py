@@ -251,3 +251,15 @@ def test_a_refused_answer_inside_a_batch_rolls_back_only_itself(store):
 def test_withdrawing_an_unknown_session_is_refused(store):
     with pytest.raises(AnswerRefused, match="no session"):
         store.withdraw("not-a-session")
+
+
+def test_a_partial_ranking_is_kept_by_place_and_a_malformed_one_refused(store):
+    sid = shown_session(store)
+    store.answer_ranking(sid, {"D": 1, "A": 3}, partial=True)
+    assert store.answers(sid)["ranks"] == {"D": 1, "A": 3}
+    for bad in ({"D": 1, "A": 1}, {"D": 0}, {"E": 2}, {"D": 5}):
+        with pytest.raises(AnswerRefused):
+            store.answer_ranking(sid, bad, partial=True)
+    assert store.answers(sid)["ranks"] == {"D": 1, "A": 3}
+    with pytest.raises(AnswerRefused, match="ranking"):
+        store.complete(sid)
