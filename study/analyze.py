@@ -6,8 +6,9 @@ interchange CSV (one row per shown image: ``participant, arm, position, relevant
 ``INTERCHANGE_HELP``). It writes ``report.md``, CSV tables and PNG plots to ``results/analysis/``
 (``--out``) and, with ``--json``, prints the per-arm figures as JSON.
 
-This module deliberately needs only numpy, pandas, scipy and matplotlib (and ``study.schema`` for the
-database's one query): an analyst runs it on a laptop without torch, the models or Gradio.
+This module deliberately needs only numpy, pandas, scipy, matplotlib and statsmodels (the mixed model,
+``study.mixed``; skipped with a note when missing) and ``study.schema`` for the database's one query: an
+analyst runs it on a laptop without torch, the models or Gradio.
 
 Definitions the numbers rely on (the report repeats them):
 - the *unit* of analysis is a participant: a session of the database, or a ``participant`` of a CSV;
@@ -15,8 +16,9 @@ Definitions the numbers rely on (the report repeats them):
 - AP@4 (H&M Kaggle) = sum over relevant positions i of Precision@i / min(4, number relevant), 0 if none;
 - MAP@4 = mean of AP@4 over participants; ranks are 1 = best, ties get average ranks;
 - rating variance = sample variance across participants (ddof = 1) of the arm's ratings;
-- CIs are percentile intervals of a participant-level bootstrap (participants resampled with
-  replacement, all arms of a participant kept together, so paired structure is preserved).
+- CIs are BCa intervals of a participant-level bootstrap (participants resampled with replacement,
+  all arms of a participant kept together, so paired structure is preserved; ``study.intervals``);
+- a ranking counts only when it ranks every arm of the study (``RULES`` lists every rule the report states).
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ from scipy import stats
 if __package__ in (None, ""):  # run as `python study/analyze.py`: make `study` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from study.intervals import bootstrap_intervals, method_summary  # noqa: E402
+from study.mixed import MixedFit, fit_mixed, mixed_table  # noqa: E402
 from study.schema import GRID_SIZE, LETTERS, LONG_QUERY, connect  # noqa: E402
 
 K = GRID_SIZE  # MAP@K with K = the four images of a grid
@@ -51,6 +55,20 @@ INTERCHANGE_HELP = (
 )
 MEASURES = ("rating", "rank", "ap_paper")  # what the tests compare; rank: lower is better
 MEASURE_LABELS = {"rating": "rating (1-10)", "rank": "rank (1 = best)", "ap_paper": "AP@4 (paper)"}
+MODEL_MEASURES = ("ap_paper", "rating")  # fitted by the mixed model (study.mixed) beside the tests
+# The rules the report states, word for word; the code follows each (tests/test_analysis_rules.py).
+RULES = {
+    "ranking": "a ranking counts only when it ranks every arm of the study: a participant who left an arm"
+               " unranked, or was shown only some arms, is left out of every rank figure and test (average rank,"
+               " rank shares, Kendall's W, Plackett–Luce), while their ratings and AP still count",
+    "missing": "a participant missing a rating or an AP for an arm is left out of that measure's tests (Friedman"
+               " and all pairwise tests use the same complete participants) but counts in the other arms' means",
+    "relevance": "a grid with an unanswered relevance mark has no AP",
+    "ties": "tied ranks are replaced by average ranks",
+    "favours": "'favours' names an arm only where the Holm-corrected p is below the significance level",
+}
+BOOTSTRAP_TEXT = ("participants resampled with replacement, all arms of a participant kept together;"
+                  " bias-corrected and accelerated (BCa) intervals by scipy.stats.bootstrap")
 EXCLUSION_ORDER = ("withdrawn", "incomplete", "failed attention check", "repeat session of a participant",
                    "completed without shown grids")
 
@@ -94,11 +112,15 @@ def load(path: str | Path, *, study: str | None = None) -> StudyData:
     suffix = path.suffix.lower()
     if suffix in DB_SUFFIXES:
         return _load_db(path, study)
-    if suffix == ".csv":
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    elif suffix == ".parquet":
-        table = pd.read_parquet(path)
-    else:
+    try:
+        if suffix == ".csv":
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif suffix == ".parquet":
+            table = pd.read_parquet(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as e:
+        raise AnalysisInputError(f"{path} cannot be read as a table ({str(e).splitlines()[0] if str(e) else 'empty'});"
+                                 f" it needs a header row and one row per shown image: {INTERCHANGE_HELP}") from e
+    if suffix not in (".csv", ".parquet"):
         raise AnalysisInputError(
             f"{path}: unknown file type {suffix!r}; pass a .sqlite/.db database, a .csv or a .parquet file"
         )
@@ -146,11 +168,12 @@ def from_table(table: pd.DataFrame, *, sessions: pd.DataFrame | None = None, sou
     if missing:
         raise AnalysisInputError(f"{source}: missing column(s) {missing}; {INTERCHANGE_HELP}")
     long = table.copy()
+    long["_row"] = np.arange(len(long)) + 2  # the spreadsheet's row: the header is row 1
     long["participant"] = long["participant"].astype(str).str.strip()
     long["unit"] = long["session"].astype(str) if "session" in long.columns else long["participant"]
     if "status" not in long.columns:
         long["status"] = "completed"
-    long["status"] = long["status"].astype(str).str.strip().replace("", "completed")
+    long["status"] = long["status"].astype(str).str.strip().str.lower().replace("", "completed")
     if "attention_passed" not in long.columns:
         long["attention_passed"] = np.nan
     if "letter" not in long.columns:
@@ -179,7 +202,8 @@ def from_table(table: pd.DataFrame, *, sessions: pd.DataFrame | None = None, sou
     return StudyData(long, _clean_sessions(units), source)
 
 
-def _numeric(long: pd.DataFrame, column: str, source: str, allowed: tuple[float, float]) -> pd.Series:
+def _numeric(long: pd.DataFrame, column: str, source: str, allowed: tuple[float, float], meaning: str = ""
+             ) -> pd.Series:
     raw = long[column]
     if raw.dtype == object or pd.api.types.is_string_dtype(raw):
         text = raw.astype(str).str.strip().str.lower()
@@ -190,14 +214,18 @@ def _numeric(long: pd.DataFrame, column: str, source: str, allowed: tuple[float,
         values = pd.to_numeric(raw, errors="coerce").astype(float)
         bad = pd.Series(False, index=raw.index)
     lo, hi = allowed
-    bad |= values.notna() & ((values < lo) | (values > hi))
+    bad |= values.notna() & ((values < lo) | (values > hi) | (values % 1 != 0))
     if bad.any():
         i = bad.idxmax()
-        raise AnalysisInputError(
-            f"{source}: column {column!r} has {raw.loc[i]!r} (participant {long.loc[i, 'participant']!r},"
-            f" arm {long.loc[i, 'arm']!r}); it must be a number from {lo:g} to {hi:g} or empty"
-        )
+        raise AnalysisInputError(f"{source}: {_where(long, i)}, column {column!r} has {raw.loc[i]!r}; it must be"
+                                 f" a whole number from {lo:g} to {hi:g}{meaning}; fix the cell or leave it empty")
     return values.astype(float)
+
+
+def _where(long: pd.DataFrame, i: Any) -> str:
+    """'row 7 (participant 'P1', arm 'x')' for a CSV; without the row for a database."""
+    who = f"participant {long.loc[i, 'participant']!r}, arm {long.loc[i, 'arm']!r}"
+    return f"row {long.loc[i, '_row']} ({who})" if "_row" in long.columns else who
 
 
 def _clean_long(long: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -206,47 +234,57 @@ def _clean_long(long: pd.DataFrame, source: str) -> pd.DataFrame:
     for col in ("unit", "participant", "arm"):
         long[col] = long[col].astype(str).str.strip()
     if (long["arm"] == "").any():
-        raise AnalysisInputError(f"{source}: some rows have no arm; every shown image needs its arm")
+        raise AnalysisInputError(f"{source}: {_where(long, (long['arm'] == '').idxmax())}, column 'arm' is empty;"
+                                 " every shown image needs its arm (a participant without grids needs a status)")
     long["letter"] = long["letter"].fillna("").astype(str).str.strip().str.upper()
-    bad_letters = set(long["letter"]) - set(LETTERS) - {""}
-    if bad_letters:
-        raise AnalysisInputError(f"{source}: letter must be one of {LETTERS}, found {sorted(bad_letters)}")
-    long["position"] = _numeric(long, "position", source, (1, K))
-    if long["position"].isna().any() or (long["position"] % 1 != 0).any():
-        raise AnalysisInputError(f"{source}: every row needs a whole position from 1 to {K} (display order)")
+    bad_letter = ~long["letter"].isin(set(LETTERS) | {""})
+    if bad_letter.any():
+        i = bad_letter.idxmax()
+        raise AnalysisInputError(f"{source}: {_where(long, i)}, column 'letter' has {long.loc[i, 'letter']!r};"
+                                 f" a letter is one of {', '.join(LETTERS)} (the grid's place on the page) or empty")
+    long["position"] = _numeric(long, "position", source, (1, K), " (the image's place in the grid)")
+    if long["position"].isna().any():
+        raise AnalysisInputError(f"{source}: {_where(long, long['position'].isna().idxmax())}, column 'position' is"
+                                 f" empty; every row needs a whole position from 1 to {K} (display order)")
     long["position"] = long["position"].astype(int)
-    long["relevant"] = _numeric(long, "relevant", source, (0, 1))
-    if ((long["relevant"] % 1) > 0).any():
-        raise AnalysisInputError(f"{source}: relevant must be 1 (would wear), 0 (would not) or empty")
+    long["relevant"] = _numeric(long, "relevant", source, (0, 1), " (1 = would wear, 0 = would not)")
     long["rating"] = _numeric(long, "rating", source, (1, 10))
-    long["rank"] = _numeric(long, "rank", source, (1, len(LETTERS)))
+    k = long["arm"].nunique()  # ranks run 1..k: a two-arm study has ranks 1 and 2 only
+    long["rank"] = _numeric(long, "rank", source, (1, k), f" (1 = best; this study has {k} arms)")
     if "attention_passed" in long.columns:
         long["attention_passed"] = pd.to_numeric(long["attention_passed"].replace("", None), errors="coerce")
     dup = long.duplicated(["unit", "arm", "position"])
     if dup.any():
-        r = long[dup].iloc[0]
+        i = dup.idxmax()
         raise AnalysisInputError(
-            f"{source}: participant {r['participant']!r} has two rows for arm {r['arm']!r} position"
-            f" {r['position']}; give one row per shown image"
-        )
+            f"{source}: {_where(long, i)}, column 'position': a second row for position {long.loc[i, 'position']}"
+            " of this grid; give one row per shown image (delete the repeated row)")
     for col in ("rating", "rank", "letter"):
         vals = long[col].replace("", None) if col == "letter" else long[col]
-        n = vals.groupby([long["unit"], long["arm"]], sort=False).nunique()
+        n = vals.groupby([long["unit"], long["arm"]], sort=False).transform("nunique")
         if (n > 1).any():
-            unit, arm = n[n > 1].index[0]
+            i = (n > 1).idxmax()
             raise AnalysisInputError(
-                f"{source}: the {col} differs between the rows of participant {unit!r}'s grid {arm!r};"
-                f" {col} is given once per grid and repeats on its four rows"
-            )
+                f"{source}: {_where(long, i)}, column {col!r}: the {col} differs between the rows of this grid;"
+                f" {col} is given once per grid, so repeat the same value on its four rows")
+    shared = long[long["letter"] != ""].drop_duplicates(["unit", "arm"])
+    clash = shared.duplicated(["unit", "letter"])
+    if clash.any():
+        i = clash.idxmax()
+        first = shared[(shared["unit"] == shared.loc[i, "unit"]) & (shared["letter"] == shared.loc[i, "letter"])]
+        raise AnalysisInputError(
+            f"{source}: {_where(long, i)}, column 'letter': {long.loc[i, 'letter']!r} already holds arm"
+            f" {first['arm'].iloc[0]!r} for this participant; each letter is one grid on the page, so give each"
+            " of a participant's arms its own letter")
     keep = ["unit", "participant", "arm", "position", "relevant", "rating", "rank", "letter"]
-    return long[keep + [c for c in ("status", "attention_passed") if c in long.columns]]
+    return long[keep + [c for c in ("status", "attention_passed", "_row") if c in long.columns]]
 
 
 def _clean_sessions(sessions: pd.DataFrame) -> pd.DataFrame:
     s = sessions.copy()
     s["unit"] = s["unit"].astype(str)
     s["participant"] = s["participant"].astype(str).str.strip()
-    s["status"] = s["status"].fillna("completed").astype(str).str.strip().replace("", "completed")
+    s["status"] = s["status"].fillna("completed").astype(str).str.strip().str.lower().replace("", "completed")
     s["attention_passed"] = pd.to_numeric(s["attention_passed"].replace("", None), errors="coerce")
     return s.drop_duplicates("unit").reset_index(drop=True)[["unit", "participant", "status", "attention_passed"]]
 
@@ -335,20 +373,19 @@ def build_matrices(data: StudyData, included: Sequence[str]) -> Matrices:
     apm = np.where(grid_complete, ap_paper(np.nan_to_num(relevance)), np.nan)
     apk = np.where(grid_complete, ap_kaggle(np.nan_to_num(relevance)), np.nan)
 
-    # ranks: a participant's ranking counts only when every arm they saw is ranked; ties -> average ranks
+    # ranks: a ranking counts only when it ranks every arm of the study (RANKING_RULE); ties -> average ranks
     rank = np.full((n, k), np.nan)
-    complete = (~np.isnan(rank_given) | ~shown).all(axis=1) & shown.any(axis=1)
-    full = complete & shown.all(axis=1)
+    full = (~np.isnan(rank_given) & shown).all(axis=1)
     if full.any():
         rank[full] = stats.rankdata(rank_given[full], axis=1, method="average")
-    for i in np.flatnonzero(complete & ~full):  # a participant who saw a subset of the arms (rare)
-        rank[i, shown[i]] = stats.rankdata(rank_given[i, shown[i]], method="average")
-
+    saw_some = shown.any(axis=1) & ~shown.all(axis=1)
     missing = {
         "grids with an unanswered relevance mark": int((shown & ~grid_complete).sum()),
         "participants missing a rating": int((shown & np.isnan(rating)).any(axis=1).sum()),
-        "participants with an incomplete ranking": int((~complete).sum()),
-        "participants with tied ranks": int(((_tie_sizes(rank_given) > 1) & shown).any(axis=1)[complete].sum()),
+        "participants with an incomplete ranking": int((shown & np.isnan(rank_given)).any(axis=1).sum()),
+        "participants shown only some arms (ranking left out)": int((saw_some & ~(shown & np.isnan(rank_given)).any(
+            axis=1)).sum()),
+        "participants with tied ranks": int((_tie_sizes(rank_given) > 1).any(axis=1)[full].sum()),
     }
     return Matrices(units, arms, relevance, apm, apk, rating, rank, rank_given, shown, letter, missing)
 
@@ -534,40 +571,24 @@ def plackett_luce(counts: np.ndarray, alive: np.ndarray, chosen: np.ndarray, ite
 
 
 # --- bootstrap -----------------------------------------------------------------------------------------
-def resample_sums(x: np.ndarray, replicates: int, seed: int, chunk_elements: int = 4_000_000
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Participant-level bootstrap of column sums, vectorised.
+class _Blocks:
+    """Named participant-level blocks (n x columns, NaN = missing) stacked once, so that every figure of a
+    bootstrap resample comes from three matrix products with its draw counts (``study.intervals``)."""
 
-    ``x`` is (n participants, c columns) with NaN for missing. Each replicate draws n participants with
-    replacement; its draw counts w (a row of an integer matrix W) give sum(w x), sum(w x^2) and the
-    number of non-missing draws per column as three matrix products, so every mean, variance and
-    paired difference of a replicate comes from (S1, S2, N) without a Python loop over replicates.
-    Deterministic for a given seed (chunks are a fixed size)."""
-    x = np.asarray(x, dtype=float)
-    n, c = x.shape
-    rng = np.random.default_rng(seed)
-    present = ~np.isnan(x)
-    x0 = np.where(present, x, 0.0)
-    cols = np.hstack([x0, x0 ** 2, present.astype(float)])
-    out = np.empty((replicates, 3 * c))
-    chunk = max(1, min(replicates, chunk_elements // max(n, 1)))
-    for start in range(0, replicates, chunk):
-        b = min(chunk, replicates - start)
-        draws = rng.integers(0, n, size=(b, n))
-        flat = (draws + (np.arange(b) * n)[:, None]).ravel()
-        w = np.bincount(flat, minlength=b * n).reshape(b, n).astype(float)
-        out[start:start + b] = w @ cols
-    return out[:, :c], out[:, c:2 * c], out[:, 2 * c:]
+    def __init__(self, blocks: dict[str, np.ndarray]) -> None:
+        names = list(blocks)
+        edges = np.cumsum([0] + [blocks[key].shape[1] for key in names])
+        x = np.hstack([blocks[key] for key in names])
+        present = ~np.isnan(x)
+        x0 = np.where(present, x, 0.0)
+        self.c = x.shape[1]
+        self.cols = np.hstack([x0, x0 ** 2, present.astype(float)])
+        self.slices = {key: slice(a, b) for key, a, b in zip(names, edges[:-1], edges[1:])}
 
-
-def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    alpha = (1 - confidence) / 2
-    if samples.shape[1] == 0:
-        return np.empty(0), np.empty(0)
-    with warnings.catch_warnings():  # an all-NaN column (no data for an arm) gives a NaN interval
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanquantile(samples, [alpha, 1 - alpha], axis=0)
-    return lo, hi
+    def resampled(self, w: np.ndarray) -> _Resampled:
+        """Sums for draw counts w (..., n): sum(w x), sum(w x^2) and non-missing draws per column."""
+        s = w @ self.cols
+        return _Resampled(s[..., :self.c], s[..., self.c:2 * self.c], s[..., 2 * self.c:], self.slices)
 
 
 # --- the analysis ----------------------------------------------------------------------------------------
@@ -591,6 +612,7 @@ class Analysis:
     missing: dict[str, int]
     settings: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    models: list[MixedFit] = field(default_factory=list)  # the mixed models (study.mixed), per measure
 
     @property
     def n_included(self) -> int:
@@ -640,24 +662,37 @@ def analyze(data: StudyData, *, replicates: int = 2000, seed: int = 0, confidenc
     rankings = _Rankings(m.rank)
     timings["tests"] = time.perf_counter() - t0
 
-    # one resampling of participants serves every figure, paired difference and statistic
+    # one resampling of participants serves every figure, paired difference and statistic (BCa, scipy)
     t0 = time.perf_counter()
     blocks = dict(values)
     blocks.update({f"diff_{measure}": _paired_differences(values[measure]) for measure in MEASURES})
     blocks.update({f"letter_{key}": v for key, v in by_letter.items()})
     blocks["w_rank"], blocks["w_ties"] = rankings.complete_ranks, rankings.tie_terms
     blocks["pl"] = rankings.onehot
-    boot = _Resampled(blocks, replicates, seed)
-    for name, attr, stat in FIGURES:
-        lo, hi = _percentile_ci(boot.mean(attr) if stat == "mean" else boot.var(attr), confidence)
-        figures[f"{name}_ci_low"], figures[f"{name}_ci_high"] = lo, hi
+    stacked = _Blocks(blocks)
+
+    def parts(w: np.ndarray) -> dict[str, np.ndarray]:
+        boot = stacked.resampled(w)
+        out = {name: boot.mean(attr) if stat == "mean" else boot.var(attr) for name, attr, stat in FIGURES}
+        out.update({f"diff_{measure}": boot.mean(f"diff_{measure}") for measure in MEASURES})
+        out.update({f"letter_{key}": boot.mean(f"letter_{key}") for key in by_letter})
+        out.update(kendall=rankings.kendall(boot), pl=rankings.worths(boot))
+        return out
+
+    point = parts(np.ones(len(m.units)))
+    edges = np.cumsum([0] + [v.shape[-1] for v in point.values()])
+    intervals = bootstrap_intervals(lambda w: np.concatenate(list(parts(w).values()), axis=-1), len(m.units),
+                                    replicates=replicates, seed=seed, confidence=confidence)
+    ci = {key: (intervals.low[a:b], intervals.high[a:b]) for key, a, b in zip(point, edges[:-1], edges[1:])}
+    for name, _, _ in FIGURES:
+        figures[f"{name}_ci_low"], figures[f"{name}_ci_high"] = ci[name]
     for measure in MEASURES:
-        lo, hi = _percentile_ci(boot.mean(f"diff_{measure}"), confidence)
+        lo, hi = ci[f"diff_{measure}"]
         for j, r in enumerate(r for r in pairs if r.measure == measure):
             r.ci_low, r.ci_high = float(lo[j]), float(hi[j])
-    kendall = rankings.kendall_table(boot, confidence)
-    positions = _positions_table(by_letter, letters, boot, confidence)
-    pl = rankings.plackett_luce_table(arms, boot, confidence)
+    kendall = rankings.kendall_table(*ci["kendall"])
+    positions = _positions_table(by_letter, letters, ci)
+    pl = rankings.plackett_luce_table(arms, point["pl"], *ci["pl"])
     timings["bootstrap"] = time.perf_counter() - t0
 
     per_participant = pd.DataFrame({
@@ -665,6 +700,9 @@ def analyze(data: StudyData, *, replicates: int = 2000, seed: int = 0, confidenc
         "letter": m.letter.ravel(), "ap_paper": m.ap_paper.ravel(), "ap_kaggle": m.ap_kaggle.ravel(),
         "rating": m.rating.ravel(), "rank_given": m.rank_given.ravel(), "rank": m.rank.ravel(),
     })[m.shown.ravel()].reset_index(drop=True)
+    t0 = time.perf_counter()
+    models = [fit_mixed(per_participant, measure, arms, confidence) for measure in MODEL_MEASURES]
+    timings["model"] = time.perf_counter() - t0
     counts = pd.crosstab(per_participant["arm"], per_participant["letter"]).reindex(
         index=arms, columns=letters, fill_value=0) if letters else pd.DataFrame(index=arms)
     rating_counts = pd.DataFrame(
@@ -676,8 +714,8 @@ def analyze(data: StudyData, *, replicates: int = 2000, seed: int = 0, confidenc
         positions=positions, arm_letter_counts=counts, rating_counts=rating_counts,
         rank_shares=_rank_shares(m.rank, arms), missing=m.missing,
         settings={"replicates": replicates, "seed": seed, "confidence": confidence, "alpha": alpha,
-                  "ranking_strict": rankings.n_strict},
-        timings=timings,
+                  "ranking_strict": rankings.n_strict, "interval_method": method_summary(intervals.methods)},
+        timings=timings, models=models,
     )
 
 
@@ -716,13 +754,10 @@ def _paired_differences(x: np.ndarray) -> np.ndarray:
 
 
 class _Resampled:
-    """Bootstrap replicates of named participant-level blocks, all from one ``resample_sums`` call."""
+    """One resample's (or a batch of resamples') sums of the named blocks; the leading axes are the batch."""
 
-    def __init__(self, blocks: dict[str, np.ndarray], replicates: int, seed: int) -> None:
-        names = list(blocks)
-        edges = np.cumsum([0] + [blocks[key].shape[1] for key in names])
-        s1, s2, n = resample_sums(np.hstack([blocks[key] for key in names]), replicates, seed)
-        self._parts = {key: (s1[:, a:b], s2[:, a:b], n[:, a:b]) for key, a, b in zip(names, edges[:-1], edges[1:])}
+    def __init__(self, s1: np.ndarray, s2: np.ndarray, n: np.ndarray, slices: dict[str, slice]) -> None:
+        self._parts = {key: (s1[..., sl], s2[..., sl], n[..., sl]) for key, sl in slices.items()}
 
     def sums(self, key: str) -> np.ndarray:
         return self._parts[key][0]
@@ -764,35 +799,41 @@ class _Rankings:
             self.onehot[np.flatnonzero(strict), code_of[(best_first[strict] * weights).sum(axis=1)]] = 1
         self.onehot[~strict] = np.nan
 
-    def kendall_table(self, boot: _Resampled, confidence: float) -> pd.DataFrame:
+    def kendall(self, boot: _Resampled) -> np.ndarray:
+        """Kendall's W of a resample's complete rankings, (..., 1)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _kendalls_w_from_sums(boot.sums("w_rank"), boot.counts("w_ties")[..., 0],
+                                         boot.sums("w_ties")[..., 0])[..., None]
+
+    def worths(self, boot: _Resampled) -> np.ndarray:
+        """Plackett-Luce worths of a resample's strict rankings, (..., k), or (..., 0) when there are none."""
+        orders, alive, chosen = self.patterns
+        counts = boot.sums("pl")
+        if not (orders and self.n_strict):
+            return counts[..., :0]
+        return plackett_luce(counts, alive, chosen)
+
+    def kendall_table(self, lo: np.ndarray, hi: np.ndarray) -> pd.DataFrame:
         n = int(self.complete.sum())
         point = kendalls_w(self.rank[self.complete]) if n else math.nan
-        with np.errstate(invalid="ignore", divide="ignore"):
-            replicates = _kendalls_w_from_sums(boot.sums("w_rank"), boot.counts("w_ties")[:, 0],
-                                               boot.sums("w_ties")[:, 0])
-        lo, hi = _percentile_ci(replicates[:, None], confidence)
         return pd.DataFrame([{"measure": "rank", "n": n, "kendalls_w": point, "ci_low": float(lo[0]),
                               "ci_high": float(hi[0])}])
 
-    def plackett_luce_table(self, arms: list[str], boot: _Resampled, confidence: float) -> pd.DataFrame:
+    def plackett_luce_table(self, arms: list[str], worths: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                            ) -> pd.DataFrame:
         table = pd.DataFrame({"arm": arms})
-        orders, alive, chosen = self.patterns
-        if orders and self.n_strict:
-            lo, hi = _percentile_ci(plackett_luce(boot.sums("pl"), alive, chosen), confidence)
-            table["worth"] = plackett_luce(np.nansum(self.onehot, axis=0), alive, chosen)
-            table["ci_low"], table["ci_high"], table["n"] = lo, hi, self.n_strict
+        if len(worths):
+            table["worth"], table["ci_low"], table["ci_high"], table["n"] = worths, lo, hi, self.n_strict
         return table
 
 
-def _positions_table(by_letter: dict[str, np.ndarray], letters: list[str], boot: _Resampled,
-                     confidence: float) -> pd.DataFrame:
+def _positions_table(by_letter: dict[str, np.ndarray], letters: list[str], ci: dict[str, tuple]) -> pd.DataFrame:
     positions = pd.DataFrame({"letter": letters})
     for key, x in by_letter.items():
-        lo, hi = _percentile_ci(boot.mean(f"letter_{key}"), confidence)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             positions[key] = np.nanmean(x, axis=0)
-        positions[f"{key}_ci_low"], positions[f"{key}_ci_high"] = lo, hi
+        positions[f"{key}_ci_low"], positions[f"{key}_ci_high"] = ci[f"letter_{key}"]
         positions[f"n_{key}"] = (~np.isnan(x)).sum(axis=0)
     return positions
 
@@ -830,10 +871,15 @@ def _describe(people: pd.DataFrame) -> str:
 
 # --- outputs -------------------------------------------------------------------------------------------
 def to_json(a: Analysis) -> dict[str, Any]:
-    """The per-arm figures (with CIs and counts) for scripts."""
+    """Every figure of the report for scripts: numbers to 6 significant digits (a p of 1.36e-7 stays
+    1.36e-07, not 0.0); missing values are null."""
     def num(x: Any) -> Any:
         x = float(x)
-        return None if math.isnan(x) else round(x, 6)
+        return None if math.isnan(x) else float(f"{x:.6g}")
+
+    def rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+        return [{k: (num(v) if isinstance(v, (float, np.floating)) else v.item() if isinstance(v, np.generic) else v)
+                 for k, v in r.items()} for r in df.to_dict("records")]
 
     arms = {}
     for _, row in a.figures.iterrows():
@@ -848,14 +894,21 @@ def to_json(a: Analysis) -> dict[str, Any]:
         "participants": {"included": a.n_included, "excluded": a.exclusions()},
         "arms": arms,
         "friedman": {f"{r.measure}_by_{r.by}": {"chi2": num(r.chi2), "df": int(r.df), "p": num(r.p),
-                                                 "kendalls_w": num(r.kendalls_w), "n": int(r.n)}
+                                                 "kendalls_w": num(r.kendalls_w), "n": int(r.n), "note": r.note}
                      for r in a.friedman.itertuples()},
-        "bootstrap": {k: a.settings[k] for k in ("replicates", "seed", "confidence")},
+        "pairwise": rows(a.pairwise), "kendalls_w": rows(a.kendall)[0], "plackett_luce": rows(a.plackett_luce),
+        "positions": rows(a.positions), "missing": a.missing,
+        "mixed_models": {f.measure: {"n_participants": f.n_participants, "n_observations": f.n_observations,
+                                     "terms": rows(f.terms), "participant_var": num(f.participant_var),
+                                     "residual_var": num(f.residual_var), "icc": num(f.icc), "note": f.note}
+                         for f in a.models},
+        "bootstrap": {k: a.settings[k] for k in ("replicates", "seed", "confidence", "interval_method")},
         "definitions": {
             "map4_paper": "mean over participants of mean(Precision@i, i=1..4)",
             "map4_kaggle": "mean over participants of sum_{relevant i} Precision@i / min(4, #relevant), 0 if none",
-            "avg_rank": "1 = best; ties get average ranks",
+            "avg_rank": "1 = best; ties get average ranks; " + RULES["ranking"],
             "rating_var": "sample variance across participants, ddof=1",
+            "intervals": BOOTSTRAP_TEXT,
         },
     }
 
@@ -868,6 +921,7 @@ def write_tables(a: Analysis, out: Path) -> list[Path]:
         "kendalls_w.csv": a.kendall, "plackett_luce.csv": a.plackett_luce, "positions.csv": a.positions,
         "arm_letter_counts.csv": a.arm_letter_counts.reset_index(), "rating_counts.csv": a.rating_counts.reset_index(),
         "rank_shares.csv": a.rank_shares.reset_index(), "per_participant.csv": a.per_participant,
+        "mixed_models.csv": mixed_table(a.models),
         "participants.csv": a.participants[["unit", "participant", "status", "included", "reason"]],
     }
     paths = []
@@ -901,6 +955,31 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+COVERAGE_NOTE = "not yet measured."
+
+
+def _model_lines(a: Analysis, conf: int) -> list[str]:
+    """The mixed models, with their assumptions, beside the nonparametric tests."""
+    lines = ["### Mixed model: all answers at once", "",
+             "Per measure, a linear mixed model (statsmodels MixedLM, REML): arm and letter as fixed effects,"
+             " a random intercept per participant. Unlike the tests above it keeps a participant who missed"
+             " one answer and adjusts arm effects for position. Assumes an interval scale, normal residuals and"
+             " participant effects with one variance for all arms, independent participants; AP@4 and ratings"
+             " are bounded, so these hold only approximately.", ""]
+    for f in a.models:
+        label = MEASURE_LABELS.get(f.measure, f.measure)
+        if f.terms.empty:
+            lines += [f"- {label}: not fitted: {f.note}.", ""]
+            continue
+        lines += [f"**{label}** ({f.n_participants} participants, {f.n_observations} answers; participant"
+                  f" variance {_fmt(f.participant_var)}, residual variance {_fmt(f.residual_var)}, intraclass"
+                  f" correlation {_fmt(f.icc, 2)}{'; ' + f.note if f.note else ''}):", "",
+                  _md_table(["term", f"estimate [{conf}% CI]", "p"],
+                            [[r.term, f"{_fmt(r.estimate)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", _p(r.p)]
+                             for r in f.terms.itertuples() if r.term != "intercept"]), ""]
+    return lines
+
+
 def report_markdown(a: Analysis, plots: list[Path]) -> str:
     """The human-readable report. Every number in it is also in a CSV table beside it."""
     conf = int(round(a.settings["confidence"] * 100))
@@ -912,7 +991,8 @@ def report_markdown(a: Analysis, plots: list[Path]) -> str:
         + (", ".join(f"{v} excluded ({k})" for k, v in excl.items()) if excl else "none excluded") + ".",
         "",
         f"Figures are means over participants with {conf}% participant-level bootstrap CIs"
-        f" ({a.settings['replicates']} replicates, seed {a.settings['seed']}, percentile intervals).", "",
+        f" ({a.settings['replicates']} replicates, seed {a.settings['seed']}; interval method:"
+        f" {a.settings['interval_method']}).", "",
         "## Per arm", "",
         _md_table(
             ["arm", "MAP@4 (paper)", "MAP@4 (H&M Kaggle AP@4)", "avg rank (1 best)", "avg rating (1-10)",
@@ -944,9 +1024,11 @@ def report_markdown(a: Analysis, plots: list[Path]) -> str:
         sig = "yes" if r.p_holm < alpha else "no"
         rows.append([MEASURE_LABELS[r.measure], f"{r.arm_a} − {r.arm_b}", str(r.n),
                      f"{_fmt(r.mean_diff, 2)} [{_fmt(r.ci_low, 2)}, {_fmt(r.ci_high, 2)}]",
-                     _p(r.p), _p(r.p_holm), _fmt(r.rank_biserial, 2), r.better or "–", sig])
+                     _p(r.p), _p(r.p_holm), _fmt(r.rank_biserial, 2), r.better if sig == "yes" else "–", sig])
     lines += [_md_table(["measure", "pair (a − b)", "n", f"mean difference [{conf}% CI]", "p", "p (Holm)",
-                         "rank-biserial r", "favours", f"significant at {alpha:g}"], rows), ""]
+                         "rank-biserial r", "favours", f"significant at {alpha:g}"], rows), "",
+              f"'Favours' names an arm only where p (Holm) < {alpha:g}; otherwise the data do not say.", ""]
+    lines += _model_lines(a, conf)
     if "worth" in a.plackett_luce:
         lines += ["### Plackett–Luce model of the rankings", "",
                   f"Worth = the model's probability that a participant ranks the arm first"
@@ -973,11 +1055,7 @@ def report_markdown(a: Analysis, plots: list[Path]) -> str:
         lines += ["The input has no letter column, so position effects cannot be checked.", ""]
     lines += ["## Missing answers", ""]
     lines += [f"- {k}: {v}" for k, v in a.missing.items()]
-    lines += [
-        "- A participant missing a value for any arm is left out of that measure's tests (Friedman and all"
-        " pairwise tests use the same complete participants) but counts in the other arms' means.",
-        "- A grid with an unanswered relevance mark has no AP; a ranking that misses an arm is left out of"
-        " rank figures. Tied ranks are replaced by average ranks.", "",
+    lines += [f"- Rule: {RULES[key]}." for key in ("ranking", "missing", "relevance", "ties")] + ["",
         "## Methods and assumptions", "",
         "- **MAP@4 (paper)**: per participant and arm, AP@4 = (P@1 + P@2 + P@3 + P@4) / 4 with P@i the share of"
         " the first i images (display order) marked wearable; MAP@4 is its mean over participants.",
@@ -985,9 +1063,10 @@ def report_markdown(a: Analysis, plots: list[Path]) -> str:
         " wearable images), 0 when none; only shown images are judged, so the denominator counts wearable"
         " shown images.",
         "- **Rating variance**: sample variance across participants (ddof = 1) of the arm's ratings.",
-        "- **Bootstrap**: participants are resampled with replacement keeping all their arms together;"
-        " percentile intervals. Intervals for small n are too narrow (the bootstrap underestimates spread"
-        " below ~20 participants).",
+        f"- **Bootstrap**: {BOOTSTRAP_TEXT}. BCa corrects the percentile interval's bias and skew; where"
+        " BCa is undefined (no spread, or resamples that leave a figure undefined) the percentile interval is"
+        " used and the line at the top says for how many figures. Measured coverage of the 95% intervals"
+        " (`python -m bench coverage`, bench/RESULTS.md): " + COVERAGE_NOTE,
         "- **Friedman test**: participants are independent blocks; within a participant, the arms' values are"
         " ranked (ties averaged, tie-corrected χ² with k − 1 df, an asymptotic approximation that is rough below"
         " ~10 participants). Effect size: Kendall's W = χ² / (n (k − 1)).",
@@ -996,7 +1075,11 @@ def report_markdown(a: Analysis, plots: list[Path]) -> str:
         " a full permutation test for ≤ 13 pairs with ties, else the normal approximation (scipy 'auto')."
         " Holm's step-down correction over the pairs of each measure controls the family-wise error rate."
         " Effect size: matched-pairs rank-biserial r = (W+ − W−) / (W+ + W−) for a − b.",
-        "- **Ratings are ordinal**: the tests use only their order within a participant, never their spacing.",
+        "- **Which figures assume an interval scale**: Friedman's test and Kendall's W use only the order of"
+        " a participant's values. The Wilcoxon signed-rank test ranks the *sizes* of the paired differences,"
+        " so it assumes a difference of 2 rating points means more than 1 (an interval scale), as do means,"
+        " mean differences, variances and the mixed model. Ratings are ordinal answers, so read those as"
+        " approximations.",
         "- **Plackett–Luce**: each ranking is a sequence of choices of the best remaining arm with probability"
         " proportional to the arm's worth (MM algorithm, Hunter 2004).", "",
         "## For orientation only: the paper's Table 2 (a different study, 20 participants)", "",
@@ -1009,159 +1092,10 @@ def report_markdown(a: Analysis, plots: list[Path]) -> str:
 
 
 # --- plots ---------------------------------------------------------------------------------------------
-ARM_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
-
-
 def plot_all(a: Analysis, out: Path) -> list[Path]:
-    """PNG plots: MAP@4 with CIs, rating and rank distributions, position effects (Agg backend)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    plt.rcParams.update({"font.size": 11, "axes.spines.top": False, "axes.spines.right": False})
-    paths = [_plot_map(a, out, plt), _plot_ratings(a, out, plt), _plot_ranks(a, out, plt)]
-    if len(a.positions):
-        paths.append(_plot_positions(a, out, plt))
-    plt.close("all")
-    return paths
-
-
-def _colour(a: Analysis, arm: str) -> str:
-    return ARM_COLOURS[a.arms.index(arm) % len(ARM_COLOURS)]
-
-
-def _plot_map(a: Analysis, out: Path, plt: Any) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
-    f = a.figures
-    x = np.arange(len(f))
-    colours = [_colour(a, arm) for arm in f["arm"]]
-    conf = int(round(a.settings["confidence"] * 100))
-    for ax, (name, title, ylim) in zip(axes[:2], (("map4_paper", "MAP@4 (paper's definition)", (0, 1)),
-                                                  ("avg_rating", "Average rating (1-10)", (1, 10)))):
-        y = f[name].to_numpy(dtype=float)
-        err = np.vstack([y - f[f"{name}_ci_low"], f[f"{name}_ci_high"] - y])
-        ax.bar(x, y - ylim[0], bottom=ylim[0], color=colours, width=0.65)
-        ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=6, lw=1.5)
-        for xi, yi in zip(x, y):
-            ax.text(xi, ylim[0] + 0.03 * (ylim[1] - ylim[0]), _fmt(yi, 2), ha="center", va="bottom",
-                    color="white", fontweight="bold")
-        if name == "map4_paper":  # the Kaggle variant as a marker, for comparison
-            ax.scatter(x + 0.22, f["map4_kaggle"], marker="D", color="black", zorder=3, s=30,
-                       label="H&M Kaggle AP@4")
-            ax.legend(loc="upper left", frameon=False, fontsize=9)
-        ax.set_xticks(x, f["arm"], rotation=15)
-        ax.set_ylim(*ylim)
-        ax.set_title(title)
-    ax = axes[2]  # ranks: points, best at the top
-    y = f["avg_rank"].to_numpy(dtype=float)
-    err = np.vstack([y - f["avg_rank_ci_low"], f["avg_rank_ci_high"] - y])
-    for xi, yi, e_lo, e_hi, c in zip(x, y, *np.nan_to_num(err), colours):
-        ax.errorbar([xi], [yi], yerr=[[e_lo], [e_hi]], fmt="o", color=c, ecolor="black", capsize=6, ms=11, lw=1.5)
-        ax.text(xi + 0.15, yi, _fmt(yi, 2), va="center", fontweight="bold")
-    ax.set_ylim(len(a.arms) + 0.2, 0.8)
-    ax.set_yticks(range(1, len(a.arms) + 1), [_ordinal(i) for i in range(1, len(a.arms) + 1)])
-    ax.set_xlim(-0.5, len(f) - 0.3)
-    ax.set_xticks(x, f["arm"], rotation=15)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_title("Average rank (top = best)")
-    fig.suptitle(f"Per arm, with {conf}% bootstrap CIs (n = {a.n_included} participants)")
-    fig.tight_layout()
-    path = out / "map4.png"
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def _plot_ratings(a: Analysis, out: Path, plt: Any) -> Path:
-    counts = a.rating_counts
-    k = len(counts)
-    fig, axes = plt.subplots(k, 1, figsize=(8, 1.6 * k + 0.9), sharex=True, squeeze=False)
-    for ax, (arm, row) in zip(axes[:, 0], counts.iterrows()):
-        total = max(int(row.sum()), 1)
-        share = row.to_numpy() / total
-        ax.bar(row.index, share, color=_colour(a, arm), width=0.8)
-        fig_row = a.figures.set_index("arm").loc[arm]
-        ax.axvline(fig_row["avg_rating"], color="black", lw=1.5)
-        ax.axvspan(fig_row["avg_rating_ci_low"], fig_row["avg_rating_ci_high"], color="black", alpha=0.12, lw=0)
-        ax.set_ylim(0, max(share.max() * 1.25, 0.05))
-        ax.set_ylabel("share")
-        ax.set_title(f"{arm}: mean {_fmt(fig_row['avg_rating'], 2)}, n = {total}", loc="left", fontsize=11,
-                     fontweight="bold")
-    axes[-1, 0].set_xticks(range(1, 11))
-    axes[-1, 0].set_xlabel("rating (1 = worst, 10 = best); black line: mean, grey band: CI")
-    fig.suptitle("How participants rated each arm")
-    fig.tight_layout()
-    path = out / "ratings.png"
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def _plot_ranks(a: Analysis, out: Path, plt: Any) -> Path:
-    shares = a.rank_shares
-    k = shares.shape[1]
-    cmap = plt.get_cmap("RdYlGn_r")
-    colours = [cmap(i / max(k - 1, 1)) for i in range(k)]
-    fig, ax = plt.subplots(figsize=(9, 0.7 * len(shares) + 1.8))
-    order = a.figures.set_index("arm")["avg_rank"].reindex(shares.index).sort_values(ascending=False).index
-    left = np.zeros(len(order))
-    for place in range(1, k + 1):
-        vals = shares.loc[order, place].to_numpy()
-        ax.barh(list(order), vals, left=left, color=colours[place - 1], label=_ordinal(place), edgecolor="white")
-        for y, (l, v) in enumerate(zip(left, vals)):
-            if v >= 0.06:
-                ax.text(l + v / 2, y, f"{v:.0%}", ha="center", va="center", fontsize=9)
-        left += vals
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("share of participants")
-    ax.legend(ncol=k, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, title="ranked")
-    fig.suptitle("Where participants ranked each arm (ties split evenly)", y=0.98)
-    fig.tight_layout()
-    path = out / "ranks.png"
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def _ordinal(i: int) -> str:
-    return {1: "1st (best)", 2: "2nd", 3: "3rd"}.get(i, f"{i}th")
-
-
-def _plot_positions(a: Analysis, out: Path, plt: Any) -> Path:
-    p = a.positions
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    x = np.arange(len(p))
-    for ax, (name, title) in zip(axes[:2], (("rating", "Average rating by letter"), ("rank", "Average rank by letter"))):
-        y = p[name].to_numpy(dtype=float)
-        err = np.vstack([y - p[f"{name}_ci_low"], p[f"{name}_ci_high"] - y])
-        ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o-", color="#333333", capsize=6, lw=1.5, ms=7)
-        ax.axhline(np.nanmean(y), color="grey", ls="--", lw=1)
-        lo, hi = np.nanmin(p[f"{name}_ci_low"]), np.nanmax(p[f"{name}_ci_high"])
-        half = max((hi - lo) / 2 * 1.1, 0.5 if name == "rating" else 0.25)  # don't blow up tiny differences
-        if np.isfinite(lo) and np.isfinite(hi):
-            ax.set_ylim((lo + hi) / 2 - half, (lo + hi) / 2 + half)
-        ax.set_xticks(x, p["letter"])
-        ax.set_xlabel("letter (grid's place on the page, A = first)")
-        rows = a.friedman[(a.friedman["by"] == "letter") & (a.friedman["measure"] == name)]
-        if len(rows):
-            title += f"\n(Friedman p = {_p(float(rows['p'].iloc[0]))})"
-        ax.set_title(title)
-        if name == "rank":
-            ax.invert_yaxis()
-            ax.set_ylabel("1 = best")
-    c = a.arm_letter_counts
-    ax = axes[2]
-    im = ax.imshow(c.to_numpy(), cmap="Blues", vmin=0, aspect="auto")
-    for (i, j), v in np.ndenumerate(c.to_numpy()):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if v > 0.6 * max(c.to_numpy().max(), 1) else "black")
-    ax.set_xticks(range(c.shape[1]), c.columns)
-    ax.set_yticks(range(c.shape[0]), c.index)
-    ax.set_title("Grids per arm and letter (balance)")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle("Position effects: did the order of the grids matter?")
-    fig.tight_layout()
-    path = out / "positions.png"
-    fig.savefig(path, dpi=120)
-    return path
+    """PNG plots (``study.plots``): MAP@4 with CIs, rating and rank distributions, position effects."""
+    from study.plots import plot_all as draw
+    return draw(a, out)
 
 
 # --- command line --------------------------------------------------------------------------------------
