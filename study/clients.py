@@ -47,6 +47,11 @@ class ClientGuard:
         except Refused as r:
             raise self.refusal(f"{r.message} (try again in {max(1, round(r.retry_after_s))} s)") from None
 
+    def photos(self, session_id: str, address: str | None) -> None:
+        """One more storing of a draft's photos (``study.drafts``), within the session's and address's budgets."""
+        self._check("photos/session", session_id, "Too many photo changes for this session")
+        self._check("photos/address", address, "Too many photo changes from your network")
+
     # --- consent ---------------------------------------------------------------------------------
     def consent(self, tab: str | None, address: str | None, make: Callable[[], T]) -> T:
         """``make()`` once per tab: a tab that already consented gets the same result back."""

@@ -44,6 +44,10 @@ BUDGETS: dict[str, Budget] = {
     "submit/address": Budget(per_window=120, window_s=600),
     # upload requests from one address (a participant adds 2-4 photos, perhaps twice)
     "upload/address": Budget(per_window=40, window_s=600),
+    # photos stored as they are added on the style page (each decodes them): a participant adds or removes a
+    # few; refused early so a client that alternates two sets cannot keep the decoders busy for everyone
+    "photos/session": Budget(per_window=30, window_s=600),
+    "photos/address": Budget(per_window=200, window_s=600),
     # any event (answers, clicks) from one address: a participant makes a few hundred in a study
     "event/address": Budget(per_window=1200, window_s=60),
     # completion-code guesses: 32-bit codes are safe only if guessing is slow

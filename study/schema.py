@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS preferences (
     avoid_colours TEXT NOT NULL DEFAULT '[]',   -- JSON list
     created_at    TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS drafts (                  -- the style page before Submit, so a reload keeps it
+    session_id TEXT PRIMARY KEY REFERENCES sessions(session_id) ON DELETE CASCADE,
+    text       TEXT NOT NULL DEFAULT '',
+    gender     TEXT NOT NULL DEFAULT 'any',
+    avoid      TEXT NOT NULL DEFAULT '',         -- as typed
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS uploads (
     session_id TEXT NOT NULL REFERENCES sessions(session_id) ON DELETE CASCADE,
     idx        INTEGER NOT NULL,

@@ -44,6 +44,7 @@ from dressup.records import Preference, Shown
 from study.clients import ClientGuard
 from study.database import database_url
 from study.design import assignment
+from study import drafts
 from study.schema import GRID_SIZE, LETTERS, connect
 from study.store import AnswerRefused, ShownRow, Store
 
@@ -154,6 +155,7 @@ class Progress:
     gender: str = "any"
     avoid_colours: str = ""
     photos_saved: int = 0
+    photos: list[Path] = field(default_factory=list)  # the stored clean copies, in the order given
     grids: dict[str, list[Path]] = field(default_factory=dict)  # letter -> the 4 cells' stored PNG files
     wear: dict[str, dict[int, bool]] = field(default_factory=dict)
     ratings: dict[str, int] = field(default_factory=dict)
@@ -309,11 +311,15 @@ class Sessions:
         row = self._row(session_id)
         out = Progress(session_id=session_id, status=row.status, completion_code=row.completion_code)
         pref = self.store.preference(session_id)
+        draft = drafts.load(self.store, session_id)
         if pref:
             out.text = pref["text"]
             out.gender = pref["gender"] or "any"
             out.avoid_colours = ", ".join(pref["avoid_colours"])
-            out.photos_saved = len(pref["uploads"])
+        if draft and draft.typed and row.status in drafts.EDITABLE:  # the latest typed, even after a failed Submit
+            out.text, out.gender, out.avoid_colours = draft.text, draft.gender, draft.avoid
+        out.photos = [Path(u["path"]) for u in drafts.uploads_of(self.store, session_id)]
+        out.photos_saved = len(out.photos)
         shown = self.store.shown(session_id)
         out.grids = {letter: [self.stimulus_path(r) for r in rows] for letter, rows in sorted(shown.items())}
         a = self.store.answers(session_id)
@@ -365,18 +371,16 @@ class Sessions:
         if len(avoid) > 20 or any(len(w) > 40 for w in avoid):
             raise ParticipantError("Please list at most 20 colours to avoid, separated by commas.")
         photos = [p for p in (photos or []) if p]
-        old = self.store.preference(session_id)
-        if not photos and old and old["uploads"]:
-            images = [load_image(self._local(Path(u["path"]))) for u in old["uploads"]]  # a resumed session keeps them
-            uploads = [(u["sha256"], u["path"], u["width"], u["height"]) for u in old["uploads"]]
+        old = drafts.uploads_of(self.store, session_id)  # saved as they were added, or by an earlier Submit
+        if not photos and old:  # stored as they were added (study.drafts), or by an earlier Submit
+            self._check_count(len(old))
+            uploads = [(u["sha256"], u["path"], u["width"], u["height"]) for u in old]
         else:
-            images, uploads = self._save_uploads(session_id, photos)
+            uploads = self._keep_or_save(session_id, photos, old)
+        # every grid is computed from the stored clean copies: what the database keeps is what was used
+        images = [load_image(self._local(Path(u[1]))) for u in uploads]
         self.store.save_preference(session_id, text, GENDERS[gender_key], avoid, uploads)
-        if old:  # photos replaced on a second try: delete the files nobody refers to any more
-            keep = {u[1] for u in uploads}
-            for u in old["uploads"]:
-                if u["path"] not in keep:
-                    Path(u["path"]).unlink(missing_ok=True)
+        self._forget_uploads(old, keep={u[1] for u in uploads})
         pref = Preference(text=text, images=images, gender=GENDERS[gender_key], avoid_colours=avoid)
         self._record_grids(session_id, pref)
         return self.progress(session_id)
@@ -417,14 +421,67 @@ class Sessions:
     def _seed(session_id: str) -> int:
         return int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big")
 
-    def _save_uploads(self, session_id: str, photos: Sequence[str | Path | bytes]) -> tuple[list, list]:
-        """Decode every photo with the study's limits; keep each as a metadata-free JPEG (EXIF, including
-        GPS, is dropped) named by a hash, under results/uploads which is never served."""
+    def save_draft(self, session_id: str | None, text: str | None, gender: str | None, avoid: str | None) -> None:
+        """The style page's fields as they are typed (``study.drafts``): only their length is checked here."""
+        sid = self._row(session_id).session_id
+        text, avoid, gender_key = text or "", avoid or "", (gender or "any").strip().lower()
+        for wrong, message in ((len(text) > self.study.ui.max_text_chars,
+                                f"Please keep your description under {self.study.ui.max_text_chars} characters."),
+                               (len(avoid) > 400, "Please keep the colours to avoid under 400 characters."),
+                               (gender_key not in GENDERS, "Please choose menswear, womenswear or any.")):
+            if wrong:
+                raise ParticipantError(message)
+        if drafts.editable(self.store, sid):
+            drafts.save_fields(self.store, sid, text, gender_key, avoid)
+
+    def save_draft_photos(self, session_id: str | None, photos: Sequence[str | Path] | None,
+                          budget: Callable[[], None] | None = None) -> int:
+        """The photos now on the style page, stored (clean) the moment they are added or removed; how many.
+        ``budget`` is called (and may refuse) before any photo is decoded."""
+        sid = self._row(session_id).session_id
+        photos = [p for p in (photos or []) if p]
+        old = drafts.uploads_of(self.store, sid)
+        if not drafts.editable(self.store, sid) or drafts.same_photos(photos, old):
+            return len(photos)
+        if budget is not None:
+            budget()
+        uploads = self._keep_or_save(sid, photos, old, counted=False)
+        drafts.save_uploads(self.store, sid, uploads)
+        self._forget_uploads(old, keep={u[1] for u in uploads})
+        return len(uploads)
+
+    def _keep_or_save(self, session_id: str, photos: Sequence[str | Path | bytes], old: Sequence[Mapping[str, Any]],
+                      counted: bool = True) -> list[tuple[str, str, int, int]]:
+        """The uploads for ``photos``: one already stored (the same bytes, e.g. the page sending back the
+        clean copy it was given) is kept as it is; only new ones are decoded and stored."""
+        self._check_count(len(photos), counted)
+        by_sha = {u["sha256"]: u for u in old}
+        shas = [drafts.content_sha(p) for p in photos]
+        new = [p for p, h in zip(photos, shas) if h not in by_sha]
+        saved = iter(self._save_uploads(session_id, new, counted=False)[1] if new else [])
+        return [(h, by_sha[h]["path"], by_sha[h]["width"], by_sha[h]["height"]) if h in by_sha else next(saved)
+                for h in shas]
+
+    @staticmethod
+    def _forget_uploads(old: Sequence[Mapping[str, Any]], keep: set[str]) -> None:
+        """Photos replaced: delete the files nobody refers to any more."""
+        for u in old:
+            if u["path"] not in keep:
+                Path(u["path"]).unlink(missing_ok=True)
+
+    def _check_count(self, n: int, counted: bool = True) -> None:
         ui = self.study.ui
-        if not ui.min_photos <= len(photos) <= ui.max_photos:
+        if not (ui.min_photos if counted else 0) <= n <= ui.max_photos:
             raise ParticipantError(
-                f"Please add {ui.min_photos} to {ui.max_photos} photos of clothes you like "
-                f"(you added {len(photos)}).")
+                f"Please add {ui.min_photos} to {ui.max_photos} photos of clothes you like (you added {n}).")
+
+    def _save_uploads(self, session_id: str, photos: Sequence[str | Path | bytes],
+                      counted: bool = True) -> tuple[list, list]:
+        """Decode every photo with the study's limits; keep each as a metadata-free JPEG (EXIF, including
+        GPS, is dropped) named by a hash, under results/uploads which is never served. ``counted``: refuse a
+        number of photos outside the study's range (a draft only refuses too many)."""
+        ui = self.study.ui
+        self._check_count(len(photos), counted)
         max_bytes, max_pixels = int(ui.max_upload_mb * 1024 * 1024), int(ui.max_megapixels * 1e6)
         for i, photo in enumerate(photos, 1):  # every header first: one bad photo costs no decoding at all
             try:

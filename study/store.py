@@ -484,7 +484,7 @@ class Store:
             paths = [r["path"] for r in c.execute("SELECT path FROM uploads WHERE session_id = ?", (session_id,))]
             for path in paths:  # the photos' shared copies (named per session, so no one else's)
                 c.execute("DELETE FROM blobs WHERE sha256 = ?", (Path(path).stem,))
-            for table in ("relevance", "ratings", "ranks", "feedback", "shown", "uploads", "preferences"):
+            for table in ("relevance", "ratings", "ranks", "feedback", "shown", "uploads", "preferences", "drafts"):
                 c.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
             t = now()
             c.execute(

@@ -110,12 +110,12 @@ def output_names(letters: list[str]) -> list[str]:
     """Names of the page values every navigation endpoint returns, in the order an API client receives them
     (``gr.State`` and layout columns are not part of the API's outputs)."""
     cells = [f"{x}{i}" for x in letters for i in range(1, GRID_SIZE + 1)]
-    return (["link", "text", "gender", "avoid", "note"] + [f"img_{c}" for c in cells] + [f"wear_{c}" for c in cells]
+    return (["link", "text", "gender", "avoid", "note", "photos"] + [f"img_{c}" for c in cells] + [f"wear_{c}" for c in cells]
             + [f"rating_{x}" for x in letters] + [f"feedback_{x}" for x in letters]
             + [f"rank_{i + 1}" for i in range(max(1, len(letters) - 1))] + ["rank_last", "overall", "done"])
 
 
-def served(stimulus: Path) -> str:
+def served(stimulus: Path, name: str = "image.png") -> str:
     """A stored cell as the page serves it: a copy in Gradio's cache folder at ``<sha256>/image.png``.
 
     Gradio serves a path inside its cache folder as it is, so the participant gets the stored bytes without
@@ -123,7 +123,7 @@ def served(stimulus: Path) -> str:
     the same file name. Gradio ages these copies out with its own (``delete_cache``); a later page view makes
     the copy again from the results folder, which is never served itself.
     """
-    target = Path(gr.utils.get_upload_folder()) / stimulus.stem / "image.png"
+    target = Path(gr.utils.get_upload_folder()) / stimulus.stem / name
     try:
         os.utime(target)  # handed out again: restart its clock, as Gradio does for its own cached copies
     except FileNotFoundError:
@@ -297,7 +297,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
 
         # --- rendering ----------------------------------------------------------------------------------
         outputs = [visit_state, page_welcome, page_pref, page_grids, page_done, link_box, pref_text, gender, avoid,
-                   pref_note, *images, *wears, *ratings, *feedbacks, *rank_dd, last_md, overall, done_md]
+                   pref_note, photos, *images, *wears, *ratings, *feedbacks, *rank_dd, last_md, overall, done_md]
 
         assert len(outputs) == 5 + len(output_names(letters)), "output_names() must mirror the outputs"
 
@@ -321,11 +321,10 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             head = [visit, *pages, gr.update(value=p.session_id if p else "", visible=page in ("preference", "grids"))]
             if p is None:
                 return head + [gr.update()] * (len(outputs) - len(head))
-            note = ""
-            if p.photos_saved and not shown:
-                note = (f"Your {p.photos_saved} photos are saved. Press the button to continue, or add new "
-                        "photos to replace them.")
-            out = head + [p.text, p.gender, p.avoid_colours, note]
+            note = f"Your {p.photos_saved} photo{'s' * (p.photos_saved != 1)} {'are' if p.photos_saved != 1 else 'is'}" \
+                " saved." if p.photos_saved and not shown else ""
+            kept = [served(f, "photo.jpg") for f in p.photos] if page == "preference" else []
+            out = head + [p.text, p.gender, p.avoid_colours, note, kept or None]
             out += [served(p.grids[x][i]) if shown else None for x in letters for i in range(GRID_SIZE)]
             out += [({True: "Yes", False: "No"}.get(p.wear.get(x, {}).get(i + 1))) for x in letters
                     for i in range(GRID_SIZE)]
@@ -422,6 +421,17 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             return ups
 
         @_guard
+        def draft(visit: Visit | None, text: str, gender_value: str, avoid_value: str) -> None:
+            if visit is not None and visit.session_id:  # before consent there is nothing to keep it under
+                sessions.save_draft(visit.session_id, text, gender_value, avoid_value)
+
+        @_guard
+        def draft_photos(visit: Visit | None, files: list[str] | None, request: gr.Request) -> str:
+            sid = _session_of(visit)
+            n = sessions.save_draft_photos(sid, files, budget=lambda: clients.photos(sid, _address(request)))
+            return f"Your {n} photo{'s' * (n != 1)} {'are' if n != 1 else 'is'} saved." if n else ""
+
+        @_guard
         def withdraw_code(code: str, request: gr.Request) -> str:
             clients.guess(("withdraw/address",), (_address(request),), lambda: sessions.withdraw_by_code(code),
                           ParticipantError)
@@ -449,6 +459,13 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
         # generation starts on the words while the photos upload (Sessions.prepare); Submit takes it up
         gr.on([pref_text.blur, photos.upload], prepare, [visit_state, pref_text, gender, avoid], None,
               api_name="prepare", api_visibility=API, concurrency_limit=None, show_progress="hidden",
+              trigger_mode="always_last")
+        # the style page is kept as it is given (study.drafts), so a reload or the session link finds it again
+        gr.on([pref_text.input, gender.input, avoid.input], draft, [visit_state, pref_text, gender, avoid], None,
+              api_name="draft", api_visibility=API, concurrency_limit=None, show_progress="hidden",
+              trigger_mode="always_last")
+        gr.on([photos.upload, photos.delete, photos.clear], draft_photos, [visit_state, photos], [pref_note],
+              api_name="draft_photos", api_visibility=API, concurrency_limit=None, show_progress="hidden",
               trigger_mode="always_last")
         finish_btn.click(finish, [visit_state, *feedbacks, *rank_dd, overall], outputs, api_name="finish",
                          api_visibility=API, concurrency_limit=None, show_progress_on=[finish_btn])
