@@ -78,7 +78,8 @@ def _plot_map(a: Analysis, out: Path, plt: Any) -> Path:
             yk = f["map4_kaggle"].to_numpy(dtype=float)
             errk = _errors(yk, f["map4_kaggle_ci_low"], f["map4_kaggle_ci_high"])
             ax.errorbar(x + 0.36, yk, yerr=None if errk is None else np.nan_to_num(errk), fmt="D", color="black",
-                        ms=5, capsize=3, lw=1, clip_on=False, zorder=3, label="H&M Kaggle AP@4 (with CI)")
+                        ms=5, capsize=3, lw=1, clip_on=False, zorder=3,
+                        label="H&M Kaggle AP@4" + ("" if errk is None else " (with CI)"))
             ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, fontsize=9, borderaxespad=0)
         ax.set_xticks(x, f["arm"], rotation=15)
         ax.set_xlim(-0.5, len(f) - 0.3)
