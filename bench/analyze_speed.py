@@ -50,7 +50,8 @@ def main() -> int:
     sessions = len(a.participants)
     rows = [("write through Store (not analysis)", write_s), ("load", load_s),
             ("figures", a.timings["figures"]), (f"bootstrap ({args.replicates} replicates)", a.timings["bootstrap"]),
-            ("tests", a.timings["tests"]), ("plots", plots_s), ("report + tables", report_s)]
+            ("tests", a.timings["tests"]), ("mixed models (statsmodels)", a.timings["model"]), ("plots", plots_s),
+            ("report + tables", report_s)]
     total = sum(v for name, v in rows[1:] if v is not None)
     print(f"sessions in database: {sessions} ({a.n_included} analysed); database {db}")
     print(f"{'stage':<38}{'seconds':>9}")

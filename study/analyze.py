@@ -957,8 +957,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 COVERAGE_NOTE = (  # bench/RESULTS.md, "Analysis": 200 simulated studies of 20 participants, BCa
     "at 20 participants MAP@4 95.0% (Kaggle 95.1%), wearable share 93.8%, average rank 93.8%, differences of"
-    " ranks 93.2%; short of 93%: average rating 92.8% and differences of AP 92.8% (0.2 points, within the"
-    " ±1.5-point simulation error), differences of ratings 91.5% (1.5 short) and rating variance 90.1% (2.9 short:"
+    " ranks 93.2%; short of 93%: average rating 92.8% (0.3 points) and differences of AP 92.8% (0.2; both"
+    " within the ±1.5-point simulation error), differences of ratings 91.5% (1.5 short) and rating variance 90.1% (2.9 short:"
     " read its interval as too narrow). Kendall's W, Plackett–Luce worths and per-letter figures were not measured.")
 
 
