@@ -898,6 +898,7 @@ def to_json(a: Analysis) -> dict[str, Any]:
                      for r in a.friedman.itertuples()},
         "pairwise": rows(a.pairwise), "kendalls_w": rows(a.kendall)[0], "plackett_luce": rows(a.plackett_luce),
         "positions": rows(a.positions), "missing": a.missing,
+        "arm_letter_counts": {arm: {k: int(v) for k, v in row.items()} for arm, row in a.arm_letter_counts.iterrows()},
         "mixed_models": {f.measure: {"n_participants": f.n_participants, "n_observations": f.n_observations,
                                      "terms": rows(f.terms), "participant_var": num(f.participant_var),
                                      "residual_var": num(f.residual_var), "icc": num(f.icc), "note": f.note}

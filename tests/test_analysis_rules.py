@@ -151,6 +151,7 @@ def test_json_keeps_small_p_values_and_has_every_figure_of_the_report():
     assert set(out["mixed_models"]) == {"ap_paper", "rating"}
     assert out["bootstrap"]["interval_method"].startswith("BCa")
     assert len(out["positions"]) == 4 and "missing" in out
+    assert sum(out["arm_letter_counts"]["a"].values()) == 30
 
 
 # --- one participant: no interval, and the plots say so --------------------------------------------------
