@@ -427,7 +427,9 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
 
         @_guard
         def draft_photos(visit: Visit | None, files: list[str] | None, request: gr.Request) -> str:
-            sid = _session_of(visit)
+            if visit is None or not visit.session_id:  # the page's own first render, before consent
+                return ""
+            sid = visit.session_id
             n = sessions.save_draft_photos(sid, files, budget=lambda: clients.photos(sid, _address(request)))
             return f"Your {n} photo{'s' * (n != 1)} {'are' if n != 1 else 'is'} saved." if n else ""
 
@@ -461,10 +463,10 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
               api_name="prepare", api_visibility=API, concurrency_limit=None, show_progress="hidden",
               trigger_mode="always_last")
         # the style page is kept as it is given (study.drafts), so a reload or the session link finds it again
-        gr.on([pref_text.input, gender.input, avoid.input], draft, [visit_state, pref_text, gender, avoid], None,
+        gr.on([pref_text.change, gender.change, avoid.change], draft, [visit_state, pref_text, gender, avoid], None,
               api_name="draft", api_visibility=API, concurrency_limit=None, show_progress="hidden",
               trigger_mode="always_last")
-        gr.on([photos.upload, photos.delete, photos.clear], draft_photos, [visit_state, photos], [pref_note],
+        gr.on([photos.change], draft_photos, [visit_state, photos], [pref_note],
               api_name="draft_photos", api_visibility=API, concurrency_limit=None, show_progress="hidden",
               trigger_mode="always_last")
         finish_btn.click(finish, [visit_state, *feedbacks, *rank_dd, overall], outputs, api_name="finish",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.app_fixtures import LETTERS4, REPO, SECRET_WORDS, photos, start_app, tiny_study
-from tests.test_app_browser import browser  # noqa: F401 - the shared Chromium fixture
+from tests.test_app_browser import _wait_db, browser  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.browser
 VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
@@ -246,3 +246,84 @@ def test_withdrawal_by_code_asks_once_more_and_clears_the_stale_error(page):
               f"{v['where'][:1]} {v['data'][:1]})" for v in done) or "none"))
 
 
+
+
+def test_a_reload_after_each_kind_of_input_finds_it_again(browser):
+    """Text, Menswear/Womenswear, colours to avoid, photos; then marks, ratings, comments and a partial ranking:
+    each is given, the page reloaded (the address bar carries the session), and it is there again."""
+    from playwright.sync_api import expect
+
+    app = page_app()
+    page = new_page(browser, "desktop")
+    try:
+        agree = welcome(page, app, "reload_desktop")
+        agree.click()
+        text_box = page.locator("#pref-text textarea")
+        expect(text_box).to_be_visible(timeout=15_000)
+        expect(page).to_have_url(re.compile(r"session="), timeout=15_000)
+        sid = page.url.split("session=")[1].split("&")[0]
+        draft = "SELECT text, gender, avoid FROM drafts WHERE session_id = ?"
+
+        def reload(ready: str = "#pref-text textarea") -> None:
+            page.reload()
+            expect(page.locator(ready)).to_be_visible(timeout=30_000)
+
+        text_box.fill("olive cargo trousers, loose knits")
+        _wait_db(app, draft, (sid,), [("olive cargo trousers, loose knits", "any", "")])
+        reload()
+        expect(text_box).to_have_value("olive cargo trousers, loose knits")
+        page.locator("#pref-gender").get_by_label("Womenswear").check()
+        _wait_db(app, draft, (sid,), [("olive cargo trousers, loose knits", "womenswear", "")])
+        reload()
+        expect(page.locator("#pref-gender").get_by_label("Womenswear")).to_be_checked()
+        page.locator("#pref-avoid textarea, #pref-avoid input").first.fill("neon green, orange")
+        _wait_db(app, draft, (sid,), [("olive cargo trousers, loose knits", "womenswear", "neon green, orange")])
+        reload()
+        expect(page.locator("#pref-avoid textarea, #pref-avoid input").first).to_have_value("neon green, orange")
+        page.locator("#pref-photos input[type=file]").set_input_files([str(p) for p in photos(3)])
+        _wait_db(app, "SELECT COUNT(*) FROM uploads WHERE session_id = ?", (sid,), [(3,)])
+        reload()
+        removes = page.locator("#pref-photos").get_by_role("button", name="Remove this file")
+        expect(removes).to_have_count(3, timeout=15_000)
+        expect(page.locator("#pref-note")).to_contain_text("3 photos are saved")
+        shot(page, "style-restored")
+        removes.first.click()  # a photo taken away is gone after a reload too
+        _wait_db(app, "SELECT COUNT(*) FROM uploads WHERE session_id = ?", (sid,), [(2,)])
+        reload()
+        expect(removes).to_have_count(2, timeout=15_000)
+        page.get_by_role("button", name="Show me recommendations").click()  # the restored photos, not re-sent
+        expect(page.locator("#img-D4 img")).to_be_attached(timeout=60_000)
+        with app.db() as conn:
+            assert tuple(conn.execute("SELECT text, gender, avoid_colours FROM preferences WHERE session_id = ?",
+                                      (sid,)).fetchone()) == ("olive cargo trousers, loose knits", "womenswear",
+                                                       '["neon green", "orange"]')
+            assert conn.execute("SELECT COUNT(*) FROM uploads WHERE session_id = ?", (sid,)).fetchone()[0] == 2
+
+        grid = "#img-D4 img"
+        page.locator("#wear-B3 input[value='Yes']").check()
+        _wait_db(app, "SELECT relevant FROM relevance WHERE session_id = ? AND letter = 'B' AND position = 3",
+                 (sid,), [(1,)])
+        reload(grid)
+        expect(page.locator("#wear-B3 input[value='Yes']")).to_be_checked()
+        page.locator("#rating-C input[value='7']").check()
+        _wait_db(app, "SELECT rating FROM ratings WHERE session_id = ? AND letter = 'C'", (sid,), [(7,)])
+        reload(grid)
+        expect(page.locator("#rating-C input[value='7']")).to_be_checked()
+        page.locator("#feedback-A textarea").fill("too formal for me")
+        _wait_db(app, "SELECT text FROM feedback WHERE session_id = ? AND letter = 'A'", (sid,),
+                 [("too formal for me",)])
+        reload(grid)
+        expect(page.locator("#feedback-A textarea")).to_have_value("too formal for me")
+        for place, x in ((1, "C"), (3, "A")):  # Best and Third chosen, Second left open
+            page.locator(f"#rank-{place} input").click()
+            page.get_by_role("option", name=f"Model {x}", exact=True).click()
+        _wait_db(app, "SELECT letter, rank FROM ranks WHERE session_id = ? ORDER BY rank", (sid,),
+                 [("C", 1), ("A", 3)])
+        reload(grid)
+        expect(page.locator("#rank-1 input")).to_have_value("Model C")
+        expect(page.locator("#rank-2 input")).to_have_value("")
+        expect(page.locator("#rank-3 input")).to_have_value("Model A")
+        shot(page, "grids-restored")
+        assert status(app, sid) == "shown"
+    finally:
+        page.close()
