@@ -57,14 +57,18 @@ def editable(store: Store, session_id: str) -> bool:
     return row is not None and row.status in EDITABLE and not store.shown(session_id)
 
 
-def save_fields(store: Store, session_id: str, text: str, gender: str, avoid: str) -> None:
-    """The three fields of the style page as they are now (validated by the caller; the last call wins)."""
+FIELDS = ("text", "gender", "avoid")
+
+
+def save_field(store: Store, session_id: str, name: str, value: str) -> None:
+    """One field of the style page as it is now (validated by the caller; the last call wins). One field per
+    call: a page re-rendering its saved values sends each field as it is set, never a mix of old and new."""
+    assert name in FIELDS, name  # a column name, never from the client
     with store._tx() as c:
         store._open_session(c, session_id)
-        c.execute("INSERT INTO drafts(session_id, text, gender, avoid, updated_at) VALUES (?, ?, ?, ?, ?)"
-                  " ON CONFLICT(session_id) DO UPDATE SET text = excluded.text, gender = excluded.gender,"
-                  " avoid = excluded.avoid, updated_at = excluded.updated_at",
-                  (session_id, text, gender, avoid, now()))
+        c.execute(f"INSERT INTO drafts(session_id, {name}, updated_at) VALUES (?, ?, ?)"
+                  f" ON CONFLICT(session_id) DO UPDATE SET {name} = excluded.{name}, updated_at = excluded.updated_at",
+                  (session_id, value, now()))
 
 
 def save_uploads(store: Store, session_id: str, uploads: Sequence[tuple[str, str, int, int]]) -> None:

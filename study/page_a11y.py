@@ -28,6 +28,28 @@ PAGE_JS = """() => {
       const n = name(set.id) && `${name(set.id)}: would you wear it?`;
       if (n && set.getAttribute("aria-label") !== n) set.setAttribute("aria-label", n);
     });
+    // Gradio's "add more files" is a button holding another button (axe: nested-interactive) and is labelled
+    // with an untranslated key: the outer one keeps a name, the keyboard and the click (it opens the file
+    // dialog); the inner one is disabled and lets clicks through
+    document.querySelectorAll("button.icon-button").forEach((outer) => {
+      const inner = outer.querySelector("button.upload-container");
+      if (!inner) return;
+      if (!inner.disabled) { inner.disabled = true; inner.style.pointerEvents = "none"; }
+      if (outer.dataset.dressupUpload) return;
+      outer.dataset.dressupUpload = "1";
+      outer.setAttribute("aria-label", "Add more photos");
+      outer.title = "Add more photos";
+      outer.addEventListener("click", () => {
+        const input = outer.querySelector("input[type=file]");
+        if (input) input.click();
+      });
+    });
+    // one Tab stop per radio group, arrow keys inside (Gradio names each radio alone); the pictures are named
+    // for screen readers but are no Tab stop (they do nothing when pressed)
+    document.querySelectorAll("#page-preference fieldset[id], #page-grids fieldset[id]").forEach((set) => {
+      set.querySelectorAll("input[type=radio]").forEach((r) => { if (r.name !== set.id) r.name = set.id; });
+    });
+    document.querySelectorAll(".dressup-cell button").forEach((b) => { if (b.tabIndex !== -1) b.tabIndex = -1; });
     const line = document.getElementById("submit-status-line");
     if (line && line.dataset.busy) {
       const q = [...document.querySelectorAll("#page-preference .meta-text, #submit-preference .meta-text")]
@@ -35,6 +57,58 @@ PAGE_JS = """() => {
       const text = line.dataset.busy + (q ? ` (${q.replace(/\\s+/g, " ")})` : "");
       if (line.textContent !== text) line.textContent = text;
     }
+  };
+  // jumps (the section bar, "skip to the next model") move the focus too, not only the view
+  document.addEventListener("click", (e) => {
+    const a = e.target.closest && e.target.closest("a.dressup-jump");
+    const to = a && document.getElementById(a.getAttribute("href").slice(1));
+    if (!to) return;
+    e.preventDefault();
+    to.scrollIntoView({block: "start"});
+    const f = to.querySelector("input, textarea, button:not([tabindex='-1'])");
+    if (f) f.focus({preventScroll: true});
+  });
+  // which model is in view, for the section bar ("Model B of 4")
+  const where = () => {
+    const bar = document.getElementById("grid-nav-where");
+    if (!bar) return;
+    const grids = [...document.querySelectorAll(".dressup-grid[id^='grid-']")];
+    let at = null;
+    grids.forEach((g) => { if (g.getBoundingClientRect().top < window.innerHeight / 2) at = g; });
+    const rank = document.getElementById("ranking");
+    const text = rank && rank.getBoundingClientRect().top < window.innerHeight / 2 ? "Ranking"
+      : `Model ${(at || grids[0] || {id: "grid-A"}).id.slice(5)} of ${grids.length}`;
+    if (bar.textContent !== text) bar.textContent = text;
+    document.querySelectorAll("#grid-nav a").forEach((a) => {
+      const on = a.textContent.trim() === text.replace(/ of \d+$/, "");
+      if (on) a.setAttribute("aria-current", "true"); else a.removeAttribute("aria-current");
+    });
+  };
+  window.addEventListener("scroll", () => window.requestAnimationFrame(where), {passive: true});
+  document.addEventListener("change", () => {  // the list shrinks as the answers come, once it is shown
+    const box = document.getElementById("finish-missing");
+    if (box && box.textContent && window.dressupMissing) window.dressupMissing(false);
+  });
+  window.dressupMissing = (focus) => {
+    const box = document.getElementById("finish-missing");
+    const grids = document.getElementById("page-grids");
+    if (!box) return;
+    if (!grids || grids.offsetParent === null) { box.textContent = ""; return; }
+    const by = {};
+    let first = null;
+    const add = (letter, what, el) => { (by[letter] = by[letter] || []).push(what); first = first || el; };
+    document.querySelectorAll("#page-grids fieldset[id^='wear-'], #page-grids fieldset[id^='rating-']").forEach((f) => {
+      if (f.querySelector("input:checked")) return;
+      const m = /^(wear|rating)-([A-D])([1-4])?$/.exec(f.id);
+      if (m) add(`Model ${m[2]}`, m[1] === "wear" ? `picture ${m[3]}` : "rating", f.querySelector("input"));
+    });
+    document.querySelectorAll("#page-grids [id^='rank-'] input").forEach((i) => {
+      if (!i.value) add("Ranking", (i.closest("[id]").querySelector("[data-testid='block-info'], label") || {}).textContent
+        || "a place", i);
+    });
+    const parts = Object.entries(by).map(([k, v]) => `${k}: ${v.join(", ")}`);
+    box.textContent = parts.length ? `Still to answer: ${parts.join("; ")}.` : "";
+    if (focus && first) { first.scrollIntoView({block: "center"}); first.focus({preventScroll: true}); }
   };
   new MutationObserver(label).observe(document.body, {childList: true, subtree: true, attributes: true,
                                                        attributeFilter: ["src", "alt"]});
@@ -49,10 +123,46 @@ STATUS_ON = f"""() => {{ const l = document.getElementById("submit-status-line")
 STATUS_OFF = """() => { const l = document.getElementById("submit-status-line");
   if (l) { delete l.dataset.busy; l.textContent = ""; } }"""
 
+# after Finish: list what is still unanswered next to the button and move the focus to the first of it
+FINISH_CHECK = "() => { if (window.dressupMissing) window.dressupMissing(true); }"
+MISSING_HTML = '<p id="finish-missing" role="alert"></p>'
+
+
+def nav_html(letters: list[str]) -> str:
+    """The grids page's section bar: a link per model and to the ranking, and where the participant is."""
+    links = "".join(f'<a class="dressup-jump" href="#grid-{x}" aria-label="Model {x}">'
+                    f'<span class="dressup-wide">Model </span>{x}</a>' for x in letters)
+    return (f'<nav id="grid-nav" aria-label="Sections">{links}<a class="dressup-jump" href="#ranking">Ranking</a>'
+            f'<span id="grid-nav-where">Model {letters[0]} of {len(letters)}</span></nav>')
+
+
+def skip_html(letters: list[str], letter: str) -> str:
+    """A link shown on focus at the top of a grid: past its questions to the next model (or the ranking)."""
+    i = letters.index(letter)
+    to, name = (f"grid-{letters[i + 1]}", f"Model {letters[i + 1]}") if i + 1 < len(letters) else ("ranking", "the ranking")
+    return f'<a class="dressup-jump dressup-skip" href="#{to}">Skip to {name}</a>'
+
+
 CSS = """
 .dressup-confirm:not([data-open]) { display: none !important; }
 .dressup-confirm { border: 2px solid var(--error-border-color, #b91c1c); border-radius: 8px; padding: 12px; }
 #submit-status-line:empty { display: none; }
+#finish-missing:empty { display: none; }
+#finish-missing { color: var(--error-text-color, #b91c1c); font-weight: 600; margin: 4px 0; }
+#grid-nav { position: sticky; top: 0; z-index: 20; display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: center;
+            padding: 8px 12px; background: var(--background-fill-primary); border-bottom: 1px solid var(--border-color-primary); }
+#grid-nav a { color: var(--link-text-color, #3730a3); text-decoration: underline; padding: 6px 8px; min-width: 24px;
+             min-height: 24px; display: inline-block; text-align: center; }
+#grid-nav a[aria-current] { font-weight: 700; text-decoration: none; }
+#grid-nav-where { margin-left: auto; font-weight: 600; }
+.dressup-grid, #ranking { scroll-margin-top: 64px; }
+.dressup-skip:not(:focus) { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+.dressup-cell button:focus-visible, #page-grids input:focus-visible, #page-preference input:focus-visible {
+  outline: 3px solid var(--color-accent, #4338ca); outline-offset: 2px; }
+/* the session link's Copy button sat under its wrapped label on phones: keep it on top, the label clear of it */
+#session-link .icon-button-wrapper { z-index: 10; }
+#session-link [data-testid="block-info"] { display: inline-block; margin-right: 44px; }
+@media (max-width: 480px) { .dressup-wide { display: none; } }
 #submit-status-line { font-weight: 600; margin: 4px 0; }
 """
 
@@ -89,4 +199,5 @@ def theme() -> Any:
         body_text_color_subdued="*neutral_600",
         button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
         button_primary_text_color="white",
+        checkbox_label_background_fill_selected="*primary_700",  # white on *primary_500 is 4.46:1
     )

@@ -421,18 +421,23 @@ class Sessions:
     def _seed(session_id: str) -> int:
         return int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big")
 
-    def save_draft(self, session_id: str | None, text: str | None, gender: str | None, avoid: str | None) -> None:
-        """The style page's fields as they are typed (``study.drafts``): only their length is checked here."""
+    def save_draft(self, session_id: str | None, field: str, value: str | None) -> None:
+        """One field of the style page (``text``, ``gender`` or ``avoid``) as it is typed (``study.drafts``):
+        only its length or choice is checked here; Submit validates the whole."""
         sid = self._row(session_id).session_id
-        text, avoid, gender_key = text or "", avoid or "", (gender or "any").strip().lower()
-        for wrong, message in ((len(text) > self.study.ui.max_text_chars,
+        value = value or ""
+        if field == "gender":
+            value = (value or "any").strip().lower()
+        for wrong, message in ((field not in drafts.FIELDS, "There is no such field on the style page."),
+                               (field == "text" and len(value) > self.study.ui.max_text_chars,
                                 f"Please keep your description under {self.study.ui.max_text_chars} characters."),
-                               (len(avoid) > 400, "Please keep the colours to avoid under 400 characters."),
-                               (gender_key not in GENDERS, "Please choose menswear, womenswear or any.")):
+                               (field == "avoid" and len(value) > 400,
+                                "Please keep the colours to avoid under 400 characters."),
+                               (field == "gender" and value not in GENDERS, "Please choose menswear, womenswear or any.")):
             if wrong:
                 raise ParticipantError(message)
         if drafts.editable(self.store, sid):
-            drafts.save_fields(self.store, sid, text, gender_key, avoid)
+            drafts.save_field(self.store, sid, field, value)
 
     def save_draft_photos(self, session_id: str | None, photos: Sequence[str | Path] | None,
                           budget: Callable[[], None] | None = None) -> int:

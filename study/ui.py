@@ -250,10 +250,12 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             gr.Markdown(
                 "# Recommendations\nFor each model: would you wear each garment, how well does the model "
                 "match your style, and anything you want to tell us. Answers are saved as you give them.")
+            gr.HTML(a11y.nav_html(letters), padding=False)
             for pair_start in range(0, len(letters), 2):
                 with gr.Row(equal_height=False):
                     for letter in letters[pair_start:pair_start + 2]:
                         with gr.Column(elem_classes=["dressup-grid"], elem_id=f"grid-{letter}", min_width=340):
+                            gr.HTML(a11y.skip_html(letters, letter), padding=False)
                             gr.Markdown(f"## Model {letter}")
                             for row in range(GRID_SIZE // 2):
                                 with gr.Row(equal_height=True):
@@ -272,13 +274,14 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                                 "10 = exactly my style", elem_id=f"rating-{letter}"))
                             feedbacks.append(gr.Textbox(label=f"Comments on Model {letter} (optional)", lines=2,
                                                         max_length=ui.max_text_chars, elem_id=f"feedback-{letter}"))
-            gr.Markdown("## Ranking\nWhich model suited you best? Each model can take one place.")
+            gr.Markdown("## Ranking\nWhich model suited you best? Each model can take one place.", elem_id="ranking")
             with gr.Row():
                 rank_dd = [gr.Dropdown(letter_choices, value=None, label=name, elem_id=f"rank-{i + 1}")
                            for i, name in enumerate(RANKS[: max(1, len(letters) - 1)])]
             last_md = gr.Markdown(elem_id="rank-last")
             overall = gr.Textbox(label="Anything else you want to tell us? (optional)", lines=3,
                                  max_length=ui.max_text_chars, elem_id="feedback-overall")
+            gr.HTML(a11y.MISSING_HTML, padding=False)
             finish_btn = gr.Button("Finish", variant="primary", elem_id="finish")
             with gr.Accordion("Stop and delete my answers", open=False):
                 stop_btn = gr.Button("Withdraw now and delete everything I gave", variant="stop",
@@ -323,7 +326,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                 return head + [gr.update()] * (len(outputs) - len(head))
             note = f"Your {p.photos_saved} photo{'s' * (p.photos_saved != 1)} {'are' if p.photos_saved != 1 else 'is'}" \
                 " saved." if p.photos_saved and not shown else ""
-            kept = [served(f, "photo.jpg") for f in p.photos] if page == "preference" else []
+            kept = [served(f, f"photo-{i}.jpg") for i, f in enumerate(p.photos, 1)] if page == "preference" else []
             out = head + [p.text, p.gender, p.avoid_colours, note, kept or None]
             out += [served(p.grids[x][i]) if shown else None for x in letters for i in range(GRID_SIZE)]
             out += [({True: "Yes", False: "No"}.get(p.wear.get(x, {}).get(i + 1))) for x in letters
@@ -338,7 +341,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
         def done_text(p: Progress) -> str:
             if not p.completion_code:
                 return ""
-            text = (f"## Thank you!\nYour completion code is **{p.completion_code}**. Keep it: with it you can "
+            text = (f"# Thank you!\nYour completion code is **{p.completion_code}**. Keep it: with it you can "
                     "withdraw and delete your data later.")
             if p.completion_url:
                 text += f"\n\n[Return to Prolific to confirm your participation]({p.completion_url})"
@@ -420,10 +423,6 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             sessions.answer_ranking(_session_of(visit), [u["value"] for u in ups[:-1]])
             return ups
 
-        @_guard
-        def draft(visit: Visit | None, text: str, gender_value: str, avoid_value: str) -> None:
-            if visit is not None and visit.session_id:  # before consent there is nothing to keep it under
-                sessions.save_draft(visit.session_id, text, gender_value, avoid_value)
 
         @_guard
         def draft_photos(visit: Visit | None, files: list[str] | None, request: gr.Request) -> str:
@@ -463,14 +462,19 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
               api_name="prepare", api_visibility=API, concurrency_limit=None, show_progress="hidden",
               trigger_mode="always_last")
         # the style page is kept as it is given (study.drafts), so a reload or the session link finds it again
-        gr.on([pref_text.change, gender.change, avoid.change], draft, [visit_state, pref_text, gender, avoid], None,
-              api_name="draft", api_visibility=API, concurrency_limit=None, show_progress="hidden",
-              trigger_mode="always_last")
+        for name, box in (("text", pref_text), ("gender", gender), ("avoid", avoid)):
+            def draft(visit: Visit | None, value: str | None, _name: str = name) -> None:
+                if visit is not None and visit.session_id:  # before consent there is nothing to keep it under
+                    sessions.save_draft(visit.session_id, _name, value)
+
+            box.change(_guard(draft), [visit_state, box], None, api_name=f"draft_{name}", api_visibility=API,
+                       concurrency_limit=None, show_progress="hidden", trigger_mode="always_last")
         gr.on([photos.change], draft_photos, [visit_state, photos], [pref_note],
               api_name="draft_photos", api_visibility=API, concurrency_limit=None, show_progress="hidden",
               trigger_mode="always_last")
         finish_btn.click(finish, [visit_state, *feedbacks, *rank_dd, overall], outputs, api_name="finish",
                          api_visibility=API, concurrency_limit=None, show_progress_on=[finish_btn])
+        finish_btn.click(None, js=a11y.FINISH_CHECK)  # in the browser at once: what is missing, and the focus
         for letter_index, letter in enumerate(letters):
             cells = wears[letter_index * GRID_SIZE:(letter_index + 1) * GRID_SIZE]
 

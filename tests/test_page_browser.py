@@ -96,6 +96,8 @@ def to_grids(page, app, pid: str, *, watch_status: bool = False) -> str:
     line = page.locator("#submit-status-line")
     if watch_status:
         shot(page, "style")
+        if AXE.exists():
+            page.axe_style = _axe(page)
     page.get_by_role("button", name="Show me recommendations").click()
     seen: dict = {}
     if watch_status:  # Submit takes SUBMIT_DELAY s or more here: what the page shows within 1 s of the press
@@ -154,24 +156,88 @@ def _axe(page) -> list[dict]:
           data: v.nodes.slice(0, 2).map(n => JSON.stringify((n.any[0] || {}).data || null))}))""")
 
 
+def _print_axe(viewport: str, where: str, violations: list[dict]) -> None:
+    print(f"axe {viewport} {where}: " + (", ".join(f"{v['id']} ({v['impact']}, {v['nodes']}: {v['where'][:1]} "
+                                                    f"{v['data'][:1]})" for v in violations) or "none"))
+
+
+def _serious(violations: list[dict]) -> list[dict]:
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
 def test_axe_finds_no_serious_or_critical_violation(browser, on_grids):
+    """Welcome, the withdrawal's confirmation, style, grids and done, at each size; rule ids and counts printed."""
+    from playwright.sync_api import expect
+
     if not AXE.exists():
         pytest.skip(f"needs {AXE.relative_to(REPO)}: run `npm ci` (make setup-dev does)")
     page, _ = on_grids
-    first = new_page(browser, page.viewport_name)
+    app = page_app()
+    found = {"style": page.axe_style, "grids": _axe(page)}
+    other = new_page(browser, page.viewport_name)
     try:
-        welcome(first, page_app(), f"axe_{page.viewport_name}")
-        shot(first, "welcome")
-        found = {"welcome": _axe(first)}
+        welcome(other, app, f"axe_{page.viewport_name}")
+        shot(other, "welcome")
+        found["welcome"] = _axe(other)
+        other.locator("#withdraw-welcome").get_by_text("Withdraw: delete your data").click()
+        other.locator("#withdraw-code-1").get_by_role("textbox").fill("DU-00000000")
+        other.locator("#withdraw-1").click()
+        expect(other.locator("#withdraw-1-confirm")).to_be_visible()
+        found["withdraw-confirm"] = _axe(other)
+        sid, _ = _finish(app, f"axe_done_{page.viewport_name}")
+        other.goto(f"{app.url}?session={sid}")
+        expect(other.locator("#done")).to_contain_text("DU-", timeout=30_000)
+        shot(other, "done")
+        found["done"] = _axe(other)
     finally:
-        first.close()
-    found["grids"] = _axe(page)
+        other.close()
     for where, violations in found.items():
-        print(f"axe {page.viewport_name} {where}: "
-              + (", ".join(f"{v['id']} ({v['impact']}, {v['nodes']}: {v['where'][:1]} {v['data'][:1]})"
-                           for v in violations) or "none"))
-    bad = {where: [v for v in vs if v["impact"] in ("serious", "critical")] for where, vs in found.items()}
-    assert bad == {"welcome": [], "grids": []}
+        _print_axe(page.viewport_name, where, violations)
+    assert {where: _serious(vs) for where, vs in found.items()} == {where: [] for where in found}
+
+
+def test_keyboard_finish_and_sections(on_grids):
+    """One Tab stop per question (arrow keys inside), a section bar that says where one is, a skip from each
+    grid to the next, and Finish naming what is still unanswered next to it with the focus moved there."""
+    from playwright.sync_api import expect
+
+    page, sid = on_grids
+    app = page_app()
+    focused = ("() => { const e = document.activeElement; if (e.tagName === 'A') return e.textContent;"
+               " const f = e.closest('[id]'); return f ? f.id : ''; }")
+    page.locator("#wear-A1 input").first.focus()
+    stops = []
+    for _ in range(7):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate(focused))
+    # wear A1 -> A2, A3, A4, the rating, the comment, then the skip link and Model B's first question
+    assert stops == ["wear-A2", "wear-A3", "wear-A4", "rating-A", "feedback-A", "Skip to Model C", "wear-B1"], stops
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(focused) == "Skip to Model C"
+    page.keyboard.press("Enter")  # the skip link on top of Model B: past its questions to Model C
+    assert page.evaluate(focused) == "wear-C1"
+    page.keyboard.press("ArrowRight")  # in a radio group the arrows choose, and the choice is saved
+    _wait_db(app, "SELECT relevant FROM relevance WHERE session_id = ? AND letter = 'C' AND position = 1",
+             (sid,), [(0,)])
+    page.get_by_role("button", name="Finish").click()
+    missing = page.locator("#finish-missing")
+    expect(missing).to_contain_text("Model A: picture 1, picture 2, picture 3, picture 4, rating", timeout=20_000)
+    expect(missing).to_contain_text("Model C: picture 2, picture 3, picture 4, rating")
+    expect(missing).to_contain_text("Ranking: Best, Second, Third")
+    assert missing.get_attribute("role") == "alert"
+    assert page.evaluate(focused) == "wear-A1"  # the focus is on the first of them
+    page.keyboard.press("ArrowRight")
+    expect(missing).not_to_contain_text("Model A: picture 1,")
+    nav = page.locator("#grid-nav")
+    page.locator("#rating-C").scroll_into_view_if_needed()
+    expect(page.locator("#grid-nav-where")).to_have_text(re.compile(r"Model [B-D] of 4"))
+    assert nav.bounding_box()["y"] <= 1  # it stays on screen while scrolling
+    shot(page, "finish-missing")
+    page.evaluate("window.scrollTo(0, 0)")  # the link's Copy button is not covered by its label (phone too)
+    page.locator("#session-link").get_by_role("button", name="Copy").click(trial=True, timeout=5_000)
+    nav.get_by_role("link", name="Ranking").click()
+    expect(page.locator("#grid-nav-where")).to_have_text("Ranking")
+    assert status(app, sid) == "shown"
 
 
 def test_withdraw_now_asks_once_more_before_deleting(on_grids):
@@ -242,8 +308,8 @@ def test_withdrawal_by_code_asks_once_more_and_clears_the_stale_error(page):
     shot(page, "withdraw-code-done")
     if AXE.exists():
         done = _axe(page)
-        print(f"axe {page.viewport_name} withdrawn-by-code: " + (", ".join(f"{v['id']} ({v['impact']}, {v['nodes']}: "
-              f"{v['where'][:1]} {v['data'][:1]})" for v in done) or "none"))
+        _print_axe(page.viewport_name, "withdrawn-by-code", done)
+        assert _serious(done) == []
 
 
 
