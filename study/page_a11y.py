@@ -52,9 +52,9 @@ PAGE_JS = """() => {
     document.querySelectorAll(".dressup-cell button").forEach((b) => { if (b.tabIndex !== -1) b.tabIndex = -1; });
     const line = document.getElementById("submit-status-line");
     if (line && line.dataset.busy) {
-      const q = [...document.querySelectorAll("#page-preference .meta-text, #submit-preference .meta-text")]
-        .map((e) => e.textContent.trim()).find((t) => /queue/i.test(t));
-      const text = line.dataset.busy + (q ? ` (${q.replace(/\\s+/g, " ")})` : "");
+      const q = [...document.querySelectorAll("#page-preference [class*='meta-text'], #page-preference .progress-text")]
+        .map((e) => /queue:\\s*(\\d+)\\s*\\/\\s*\\d+/i.exec(e.textContent)).find((m) => m);
+      const text = line.dataset.busy + (q ? ` You are number ${q[1]} in the queue.` : "");
       if (line.textContent !== text) line.textContent = text;
     }
   };
@@ -111,7 +111,7 @@ PAGE_JS = """() => {
     if (focus && first) { first.scrollIntoView({block: "center"}); first.focus({preventScroll: true}); }
   };
   new MutationObserver(label).observe(document.body, {childList: true, subtree: true, attributes: true,
-                                                       attributeFilter: ["src", "alt"]});
+                                                       characterData: true, attributeFilter: ["src", "alt"]});
   label();
 }"""
 

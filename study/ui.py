@@ -445,7 +445,8 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             gr.Info("Your data has been deleted. You may close this page.")
             return render(Visit(), None, "welcome")
 
-        show_progress = dict(show_progress="full", show_progress_on=[submit_btn])
+        # Gradio's tracker (with the queue position, mirrored into the status line) sits on the note
+        show_progress = dict(show_progress="full", show_progress_on=[submit_btn, pref_note])
         demo.load(on_load, [visit_state], outputs, api_name="load", api_visibility=API, concurrency_limit=None) \
             .then(None, [link_box], [link_box], js=LINK_JS)
         consent_btn.click(consent, [visit_state], outputs, api_name="consent", api_visibility=API,

@@ -1,4 +1,5 @@
-"""``python app.py`` with every Submit slowed by ``$DRESSUP_TEST_SUBMIT_DELAY`` seconds, so a browser test can
+"""``python app.py`` with every Submit slowed by ``$DRESSUP_TEST_SUBMIT_DELAY`` seconds (or what a test writes to
+``$DRESSUP_TEST_SUBMIT_DELAY_FILE``), so a browser test can
 watch the page while the grids are prepared (tests/test_page_browser.py). Nothing outside tests/ reads it."""
 from __future__ import annotations
 
@@ -15,8 +16,18 @@ from study import session  # noqa: E402
 _submit = session.Sessions.submit_preference
 
 
+def _delay() -> float:
+    """Seconds to wait: from the file ``$DRESSUP_TEST_SUBMIT_DELAY_FILE`` when a test wrote one (read at every
+    Submit, so a test can change it while the app runs), else ``$DRESSUP_TEST_SUBMIT_DELAY``."""
+    path = os.environ.get("DRESSUP_TEST_SUBMIT_DELAY_FILE")
+    try:
+        return float(Path(path).read_text()) if path else float(os.environ.get("DRESSUP_TEST_SUBMIT_DELAY") or 0)
+    except (OSError, ValueError):
+        return float(os.environ.get("DRESSUP_TEST_SUBMIT_DELAY") or 0)
+
+
 def _slow_submit(self, *args, **kwargs):
-    time.sleep(float(os.environ.get("DRESSUP_TEST_SUBMIT_DELAY") or 0))
+    time.sleep(_delay())
     return _submit(self, *args, **kwargs)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,13 +23,17 @@ VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
 SHOTS = Path("/tmp/page-shots")
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 SUBMIT_DELAY = 2.0
+DELAY_FILE = Path(tempfile.mkdtemp(prefix="dressup-page-")) / "submit-delay"
 _app = None
 
 
 def page_app():
     global _app
     if _app is None or _app.proc.poll() is not None:
-        _app = start_app(tiny_study().with_results("page"), env={"DRESSUP_TEST_SUBMIT_DELAY": str(SUBMIT_DELAY)},
+        DELAY_FILE.parent.mkdir(parents=True, exist_ok=True)
+        DELAY_FILE.write_text(str(SUBMIT_DELAY))
+        _app = start_app(tiny_study().with_results("page"), env={"DRESSUP_TEST_SUBMIT_DELAY": str(SUBMIT_DELAY),
+                                                                   "DRESSUP_TEST_SUBMIT_DELAY_FILE": str(DELAY_FILE)},
                          script=REPO / "tests" / "slow_app.py")
     return _app
 
@@ -124,6 +129,51 @@ def test_a_spoken_status_line_shows_while_the_grids_are_prepared(on_grids):
     assert seen["aria-live"] == "polite" and seen["role"] == "status"
     assert seen["hidden_with_grids"]  # and gone once the grids are there
     print(f"status line {page.viewport_name}: {seen}")
+
+
+def test_the_status_line_gives_the_queue_position_when_others_are_ahead(browser):
+    """Sixteen Submits through the API fill the server's Submit slots (8 at once, each slowed 2 s); a participant
+    pressing Submit in the browser then waits in Gradio's queue, and the status line says so."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from playwright.sync_api import expect
+
+    from tests.app_fixtures import client, give_preference, outputs, value
+
+    app = page_app()
+    page = new_page(browser, "desktop")
+    try:
+        agree = welcome(page, app, "queue_desktop")
+        agree.click()
+        expect(page.locator("#pref-text textarea")).to_be_visible(timeout=15_000)
+        page.locator("#pref-text textarea").fill("grey wool coats")
+        page.locator("#pref-photos input[type=file]").set_input_files([str(p) for p in photos(2)])
+        expect(page.locator("#pref-note")).to_contain_text("2 photos are saved", timeout=15_000)
+        others = [client(app.url) for _ in range(16)]
+        for c in others:
+            value(outputs(c.predict(api_name="/consent"))["link"])
+        DELAY_FILE.write_text("5")  # the sixteen hold the 8 slots for 5 s, twice
+        with ThreadPoolExecutor(len(others)) as pool:
+            ahead = [pool.submit(give_preference, c, "black jeans") for c in others]
+            time.sleep(2.5)
+            page.get_by_role("button", name="Show me recommendations").click()
+            seen = set()
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and not any("in the queue" in t for t in seen):
+                seen.add(page.evaluate("() => (document.getElementById('submit-status-line') || {}).textContent || ''"))
+                time.sleep(0.05)
+            shot(page, "queued")
+            queue_dom = page.evaluate("""() => [...document.querySelectorAll('#page-preference *')].filter(e => e.children.length === 0
+                && /queue/i.test(e.textContent)).map(e => e.className + ' | ' + e.textContent.trim()
+                + ' | ' + (e.closest('[id]') || {}).id).slice(0, 5)""")
+            DELAY_FILE.write_text(str(SUBMIT_DELAY))
+            for f in ahead:
+                f.result()
+        expect(page.locator("#img-D4 img")).to_be_attached(timeout=60_000)
+        print(f"status line while queued: {sorted(seen)}; queue text on the page: {queue_dom}")
+        assert any(re.search(r"You are number \d+ in the queue\.", t) for t in seen), seen
+    finally:
+        page.close()
 
 
 def test_grid_pictures_and_questions_have_blinded_names(on_grids):
