@@ -51,6 +51,15 @@ PAGE_JS = """() => {
     });
     document.querySelectorAll(".dressup-cell button").forEach((b) => { if (b.tabIndex !== -1) b.tabIndex = -1; });
     const line = document.getElementById("submit-status-line");
+    // Submit refused (no description, too few photos): its message takes the line's place, under the button,
+    // and stays there until the next Submit (Gradio runs no follow-up step after an error)
+    const refused = line && line.dataset.busy &&
+      [...document.querySelectorAll(".toast-body.error [data-testid='toast-text']")].filter((t) => !t.dataset.dressupSeen).pop();
+    if (refused) {
+      delete line.dataset.busy;
+      line.textContent = refused.textContent.trim();
+      line.classList.add("dressup-error");
+    }
     if (line && line.dataset.busy) {
       const q = [...document.querySelectorAll("#page-preference [class*='meta-text'], #page-preference .progress-text")]
         .map((e) => /queue:\\s*(\\d+)\\s*\\/\\s*\\d+/i.exec(e.textContent)).find((m) => m);
@@ -118,10 +127,12 @@ PAGE_JS = """() => {
 BUSY = "Preparing your recommendations… This can take up to a minute; please keep this page open."
 STATUS_HTML = '<p id="submit-status-line" role="status" aria-live="polite"></p>'
 # the status line shows the moment Submit is pressed (no round trip to the server) and empties when it ends
+# errors shown until then are marked seen: one that comes while the line is busy replaces it (label())
 STATUS_ON = f"""() => {{ const l = document.getElementById("submit-status-line");
-  if (l) {{ l.dataset.busy = {BUSY!r}; l.textContent = {BUSY!r}; }} }}"""
+  document.querySelectorAll("[data-testid='toast-text']").forEach((t) => {{ t.dataset.dressupSeen = "1"; }});
+  if (l) {{ l.dataset.busy = {BUSY!r}; l.textContent = {BUSY!r}; l.classList.remove("dressup-error"); }} }}"""
 STATUS_OFF = """() => { const l = document.getElementById("submit-status-line");
-  if (l) { delete l.dataset.busy; l.textContent = ""; } }"""
+  if (l) { delete l.dataset.busy; l.textContent = ""; l.classList.remove("dressup-error"); } }"""
 
 # after Finish: list what is still unanswered next to the button and move the focus to the first of it
 FINISH_CHECK = "() => { if (window.dressupMissing) window.dressupMissing(true); }"
@@ -164,6 +175,7 @@ CSS = """
 #session-link [data-testid="block-info"] { display: inline-block; margin-right: 44px; }
 @media (max-width: 480px) { .dressup-wide { display: none; } }
 #submit-status-line { font-weight: 600; margin: 4px 0; }
+#submit-status-line.dressup-error { color: var(--error-text-color, #b91c1c); }
 """
 
 

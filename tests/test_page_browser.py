@@ -131,6 +131,25 @@ def test_a_spoken_status_line_shows_while_the_grids_are_prepared(on_grids):
     print(f"status line {page.viewport_name}: {seen}")
 
 
+def test_a_refused_submit_says_why_under_the_button_and_stops_saying_it_works(browser):
+    from playwright.sync_api import expect
+
+    app = page_app()
+    page = new_page(browser, "phone")
+    try:
+        welcome(page, app, "refused_phone").click()
+        expect(page.locator("#pref-text textarea")).to_be_visible(timeout=15_000)
+        page.get_by_role("button", name="Show me recommendations").click()
+        line = page.locator("#submit-status-line")
+        expect(line).to_have_text("Please describe your style in a few words before continuing.", timeout=15_000)
+        page.locator("#pref-text textarea").fill("wide trousers")
+        page.get_by_role("button", name="Show me recommendations").click()
+        expect(line).to_contain_text("Please add 2 to 4 photos", timeout=15_000)
+        shot(page, "refused")
+    finally:
+        page.close()
+
+
 def test_the_status_line_gives_the_queue_position_when_others_are_ahead(browser):
     """Sixteen Submits through the API fill the server's Submit slots (8 at once, each slowed 2 s); a participant
     pressing Submit in the browser then waits in Gradio's queue, and the status line says so."""
