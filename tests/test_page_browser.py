@@ -452,6 +452,7 @@ def test_a_reload_after_each_kind_of_input_finds_it_again(browser):
         for place, x in ((1, "C"), (3, "A")):  # Best and Third chosen, Second left open
             page.locator(f"#rank-{place} input").click()
             page.get_by_role("option", name=f"Model {x}", exact=True).click()
+            expect(page.get_by_role("option")).to_have_count(0)  # the list closed before the next opens
         _wait_db(app, "SELECT letter, rank FROM ranks WHERE session_id = ? ORDER BY rank", (sid,),
                  [("C", 1), ("A", 3)])
         reload(grid)
