@@ -55,10 +55,12 @@ PAGE_JS = """() => {
     // and stays there until the next Submit (Gradio runs no follow-up step after an error)
     const refused = line && line.dataset.busy &&
       [...document.querySelectorAll(".toast-body.error [data-testid='toast-text']")].filter((t) => !t.dataset.dressupSeen).pop();
-    if (refused) {
+    if (refused) {  // moved under the button: the pop-up would cover the fields it is about (phones)
       delete line.dataset.busy;
       line.textContent = refused.textContent.trim();
       line.classList.add("dressup-error");
+      const close = refused.closest(".toast-body") && refused.closest(".toast-body").querySelector(".toast-close");
+      if (close) close.click();
     }
     if (line && line.dataset.busy) {
       const q = [...document.querySelectorAll("#page-preference [class*='meta-text'], #page-preference .progress-text")]
@@ -130,6 +132,7 @@ STATUS_HTML = '<p id="submit-status-line" role="status" aria-live="polite"></p>'
 # errors shown until then are marked seen: one that comes while the line is busy replaces it (label())
 STATUS_ON = f"""() => {{ const l = document.getElementById("submit-status-line");
   document.querySelectorAll("[data-testid='toast-text']").forEach((t) => {{ t.dataset.dressupSeen = "1"; }});
+  document.querySelectorAll(".toast-body.error .toast-close").forEach((b) => b.click());  // stale errors go
   if (l) {{ l.dataset.busy = {BUSY!r}; l.textContent = {BUSY!r}; l.classList.remove("dressup-error"); }} }}"""
 STATUS_OFF = """() => { const l = document.getElementById("submit-status-line");
   if (l) { delete l.dataset.busy; l.textContent = ""; l.classList.remove("dressup-error"); } }"""

@@ -213,6 +213,9 @@ def test_grid_pictures_and_questions_have_blinded_names(on_grids):
     expect(page.get_by_role("img", name="Model B, picture 3", exact=True)).to_have_count(1)
     expect(page.get_by_role("group", name="Model B, picture 3: would you wear it?")).to_have_count(1)
     expect(page.get_by_role("button", name="Model C, picture 2", exact=True)).to_have_count(1)
+    boxes = {c: page.locator(f"#img-{c}").bounding_box() for c in ("A1", "A2", "A3", "B1")}
+    assert min(b["width"] for b in boxes.values()) >= 140, boxes  # at least 140 px, also at 390 px wide
+    assert abs(boxes["A1"]["y"] - boxes["A2"]["y"]) < 2 and boxes["A3"]["y"] > boxes["A1"]["y"] + 100  # 2x2
     every_name = json.dumps(names).lower()
     assert not [w for w in SECRET_WORDS if w.lower() in every_name]
     assert status(app, sid) == "shown"
