@@ -3,7 +3,8 @@
 The build is a miniature of the paper's pipeline run by the same code: the catalogue is drawn in DeepFashion's
 format and read back by ``dressup.catalog``; encoders are trained by ``dressup.train`` from the study file's
 ``[train.*]`` recipes; the GAN by ``dressup.dcgan``. ``BUILD.json`` records a key of everything that shapes the
-result (recipes, catalogue settings, library version); a second start with the same key reuses the cache, and a
+result (recipes, catalogue settings, model files, library version; paths relative to the cache or the study file,
+so a moved or copied project keeps its key); a second start with the same key reuses the cache, and a
 file lock keeps two processes (the app and a test, say) from building at once.
 """
 from __future__ import annotations
@@ -27,21 +28,70 @@ BUILDING_FILE = "BUILDING.json"
 
 
 def build_key(study: Study) -> str:
-    """Everything that changes what the demo build produces."""
+    """Everything that changes what the demo build produces, keyed by content rather than by location.
+
+    Paths enter the key as where they are relative to the cache folder (the build's outputs and the demo
+    catalogue live there), else relative to the study file when the study file names them relatively, else as
+    written (absolute); a ``config:`` model file enters by its sha256. So a project moved or copied with its
+    cache (study file, cache and all) has the key its cache was built with and is reused, and a copy of the
+    study file elsewhere that points at the same cache has it too (and cannot look like another build and wipe
+    it); another recipe, catalogue, model file or library version is another key.
+    """
     c = study.catalogue
     recipes = {n: t for n, t in study.train.items() if t.build}  # `build = false` recipes are not the build's
     used = set(recipes) | {t.init for t in recipes.values()} | {a.encoder for a in study.arms}
     used |= {a.generator.get("encoder", "") for a in study.arms}
+    raw = study.raw if isinstance(study.raw, dict) else {}
+    catalogue = {k: str(v) for k, v in asdict(c).items()}
+    catalogue["root"] = _where(study, c.root, raw.get("catalogue", {}).get("root"))
+    encoders = {}
+    for n, e in study.encoders.items():
+        if n in used:
+            written = raw.get("encoders", {}).get(n, {}).get("spec")
+            encoders[n] = dict(asdict(e), spec=_spec_key(study, e.spec, written))
+    generators = {}
+    for a in study.arms:
+        if a.kind == "generative":
+            g = dict(a.generator)
+            if g.get("checkpoint"):
+                written = ((raw.get("arms", {}).get(a.name) or {}).get("generator") or {}).get("checkpoint")
+                g["checkpoint"] = _where(study, Path(g["checkpoint"]), written)
+            generators[a.name] = g
     parts = {
         "version": __version__,
-        "catalogue": {k: str(v) for k, v in asdict(c).items()},
+        "catalogue": catalogue,
         "train": {n: asdict(t) for n, t in recipes.items()},
-        "encoders": {n: asdict(e) for n, e in study.encoders.items() if n in used},
-        # Paths are as load_study resolved them, so a copy of the study file elsewhere that points at the same
-        # cache has the same key (and cannot look like another build and wipe it).
-        "generators": {a.name: a.generator for a in study.arms if a.kind == "generative"},
+        "encoders": encoders,
+        "generators": generators,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _where(study: Study, path: Path, written: object = None) -> str:
+    """``path`` in a form that survives moving the project: ``cache:REL`` under the cache folder, ``study:REL``
+    when the study file names it relatively (so it moves with the file), else the absolute path."""
+    path = Path(path)
+    cache = Path(study.cache_dir)
+    if path == cache or path.is_relative_to(cache):
+        return "cache:" + path.relative_to(cache).as_posix()
+    base = Path(study.path).parent
+    if isinstance(written, str) and written and not Path(os.path.expanduser(written)).is_absolute() \
+            and (base / written).resolve() == path:
+        return "study:" + Path(os.path.relpath(path, base)).as_posix()
+    return str(path)
+
+
+def _spec_key(study: Study, spec: str, written: object) -> str:
+    """An encoder spec as the key sees it: a ``config:`` model file by its content, a ``local:`` folder by its
+    place (see ``_where``), any other spec (a Hub id) as it is."""
+    scheme, sep, rest = spec.partition(":")
+    if not sep or scheme not in ("config", "local"):
+        return spec
+    path = Path(rest)
+    if scheme == "config" and path.is_file():
+        return "config:sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    where = written[len(scheme) + 1:] if isinstance(written, str) and written.startswith(scheme + ":") else None
+    return f"{scheme}:" + _where(study, path, where)
 
 
 @contextmanager

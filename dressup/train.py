@@ -244,12 +244,25 @@ def _save_checkpoint(path: Path, encoder: Encoder, optimizer: torch.optim.Optimi
     os.replace(tmp, path)
 
 
+def _spec_identity(spec: object) -> object:
+    """A base spec as a checkpoint is matched on: a ``config:`` file or ``local:`` folder by its name, not the
+    folder it sat in, so a project moved or copied mid-training resumes (issue 20). What the weights are
+    trained from is checked by content besides: captions, images, frozen fingerprint and the state dict's
+    shapes."""
+    if isinstance(spec, str):
+        scheme, sep, rest = spec.partition(":")
+        if sep and scheme in ("config", "local"):
+            return f"{scheme}:{Path(rest).name}"
+    return spec
+
+
 def _load_checkpoint(path: Path, encoder: Encoder, optimizer: torch.optim.Optimizer, settings: TrainSettings) -> int:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     saved = dict(ckpt["settings"])
     mine = asdict(settings)
     saved.pop("steps"), mine.pop("steps")
-    diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+    diff = {k: (saved.get(k), v) for k, v in mine.items()
+            if (_spec_identity(saved.get(k)) != _spec_identity(v) if k == "spec" else saved.get(k) != v)}
     if diff:
         raise TrainError(f"the checkpoint in {path.parent} was made with other settings {diff} (saved, now); "
                          "pass resume=False to start over or use another out_dir")
