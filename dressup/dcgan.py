@@ -44,7 +44,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dressup.generators import (Drawn, Generator, GeneratorSettingsError, PreferenceScorer, Prompt, TextImageEncoder,
-                                image_seed)
+                                image_seed, read_words)
 from dressup.records import Preference
 
 log = logging.getLogger(__name__)
@@ -597,19 +597,8 @@ class DCGANGenerator(Generator):
                 **({"reading": True} if self.reader is not None else {})}
 
     def prompt(self, pref: Preference) -> Prompt:
-        text = " ".join((pref.text or "").split())[:2000]
-        extra: dict[str, Any] = {"ignored": {k: v for k, v in (("gender", pref.gender),
-                                                                ("avoid_colours", pref.avoid_colours)) if v}}
+        text, extra = read_words(pref, reader=self.reader, palette=self.palette)
         if text:
-            if self.reader is not None:
-                reading = self.reader.read(text)
-                text = reading.text or text
-                extra["colour_mapping"] = reading.colours
-            elif self.palette:
-                from dressup.colours import ground_colours
-
-                text, mapping = ground_colours(text, self.palette)
-                extra["colour_mapping"] = mapping
             condition = self.encoder.encode_texts([text]).float().cpu()[0]
             extra["conditioned_on"] = "text"
         elif pref.images:

