@@ -1,0 +1,296 @@
+"""Generative arm (diffusion): train the miniature diffusion model on the demo catalogue, judge its grids independently.
+
+    python -m bench diffusion_demo --minutes 30                 # train (resuming in --out) for 30 min, then judge
+    python -m bench diffusion_demo --steps 2000 --until 15:40   # at most 2000 steps, and stop at 15:40 UTC
+    python -m bench diffusion_demo --steps 0 --out DIR          # judge a model already trained in DIR
+
+Trains ``dressup.diffusion`` on the demo catalogue (built with the demo's settings if missing) and asks its
+generator (``DiffusionGenerator``, the study's interface) for 4 images per "colour + category" prompt
+(``dressup.generators.colour_prompts``: every colour but white, x every category, shuffled, 40 by default).
+
+The judge never looks inside the generator: a small CNN trained here on the catalogue's own images and their
+category and colour labels (train split; its accuracy on the test split is reported, as the ceiling the
+figures can reach). A generated image counts for the category (the colour) when the judge's top class is the
+asked one. Colour is also judged from pixels by ``garment_colour`` (the DCGAN's measure), for comparison.
+
+Distinctness: the distance of two images is their mean absolute pixel difference (0-255) at the model's
+resolution; a grid's figure is its nearest pair. The threshold is taken from the catalogue itself: the 1st
+percentile, over its items, of the distance to the nearest *other* item with the same colour and category, i.e.
+closer than 99% of real, different garments of one description come to each other.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from torch import nn  # noqa: E402
+
+from bench.common import RESULTS, DEMO_CATALOGUE, command_line, fmt, load_average, machine_line, markdown_table  # noqa: E402
+
+TITLE = "## Generative arm (diffusion, not yet the demo's)"
+SHEET = Path(__file__).resolve().parent / "diffusion_demo_sheet.png"
+JUDGE_SIZE = 32
+
+
+# ---------------------------------------------------------------------------------------------- the judge
+class Judge(nn.Module):
+    """Four conv blocks and two heads (category, colour): small enough to train in a minute on one core."""
+
+    def __init__(self, categories: int, colours: int, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        layers, c = [], 3
+        for out in (w, w * 2, w * 4, w * 4):
+            layers += [nn.Conv2d(c, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c = out
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.category = nn.Linear(c, categories)
+        self.colour = nn.Linear(c, colours)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.category(h), self.colour(h)
+
+
+def as_input(pixels: torch.Tensor) -> torch.Tensor:
+    return pixels.float() / 127.5 - 1.0
+
+
+def train_judge(images: torch.Tensor, cat: torch.Tensor, col: torch.Tensor, *, steps: int, seed: int = 0) -> Judge:
+    """Adam, batch 64, flips and a little pixel noise (generated images are noisier than drawn ones)."""
+    torch.manual_seed(seed)
+    judge = Judge(int(cat.max()) + 1, int(col.max()) + 1)
+    opt = torch.optim.Adam(judge.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        rows = torch.randint(len(images), (64,), generator=g)
+        x = as_input(images[rows])
+        x = torch.where(torch.rand(64, 1, 1, 1, generator=g) < 0.5, x.flip(-1), x)
+        x = x + 0.08 * torch.rand(64, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
+        a, b = judge(x)
+        loss = F.cross_entropy(a, cat[rows]) + F.cross_entropy(b, col[rows])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return judge.eval()
+
+
+@torch.no_grad()
+def judge_pixels(judge: Judge, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    a, b = judge(as_input(pixels))
+    return a.argmax(1).numpy(), b.argmax(1).numpy()
+
+
+def to_judge_pixels(images) -> torch.Tensor:
+    """uint8 [N, 3, 32, 32] from PIL images of any size (area resampling)."""
+    arr = [np.asarray(im.convert("RGB").resize((JUDGE_SIZE, JUDGE_SIZE), Image.Resampling.BOX)) for im in images]
+    return torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------- distances
+def nearest_pair(pixels: torch.Tensor) -> float:
+    """The smallest mean absolute difference (0-255) between two of ``pixels``."""
+    x = pixels.float().flatten(1)
+    d = torch.cdist(x, x, p=1) / x.shape[1]
+    d.fill_diagonal_(float("inf"))
+    return float(d.min())
+
+
+def catalogue_threshold(pixels: torch.Tensor, labels: list[tuple[str, str]], q: float = 1.0) -> tuple[float, float]:
+    """(q-th percentile, median) over items of the distance to the nearest other item with the same labels."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(labels):
+        groups.setdefault(key, []).append(i)
+    nearest = []
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        x = pixels[rows].float().flatten(1)
+        d = torch.cdist(x, x, p=1) / x.shape[1]
+        d.fill_diagonal_(float("inf"))
+        nearest += d.min(1).values.tolist()
+    return float(np.percentile(nearest, q)), float(np.median(nearest))
+
+
+# ---------------------------------------------------------------------------------------------- the sheet
+def labelled_sheet(rows: list[tuple[str, list[Image.Image]]], cell: int = 64, label_w: int = 150) -> Image.Image:
+    pad = 2
+    sheet = Image.new("RGB", (label_w + 4 * (cell + pad) + pad, len(rows) * (cell + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for r, (text, images) in enumerate(rows):
+        y = pad + r * (cell + pad)
+        draw.text((4, y + cell // 2 - 6), text, fill=(0, 0, 0))
+        for c, im in enumerate(images):
+            sheet.paste(im.resize((cell, cell), Image.Resampling.BICUBIC), (label_w + pad + c * (cell + pad), y))
+    return sheet
+
+
+# ---------------------------------------------------------------------------------------------- results
+def record(command: str, body: str, started: str, load_start: str) -> None:
+    """Write this run under ``TITLE`` in RESULTS.md, replacing an earlier run's section."""
+    section = (f"{TITLE}\n\n`{command}`\n\n- date: {started}\n- machine: {machine_line()}\n"
+               f"- load average (1/5/15 min) at start: {load_start}; at end: {load_average()}\n\n{body.strip()}\n")
+    text = RESULTS.read_text(encoding="utf-8")
+    parts = re.split(r"(?m)^(?=## )", text)
+    kept = [p for p in parts if not p.startswith(TITLE)]
+    analysis = next((i for i, p in enumerate(kept) if p.startswith("## Analysis")), len(kept))
+    kept.insert(analysis, section + "\n")
+    RESULTS.write_text("".join(kept).rstrip() + "\n", encoding="utf-8")
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (RESULTS.md is read on other machines)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def deadline_of(args: argparse.Namespace) -> float | None:
+    ends = []
+    if args.minutes:
+        ends.append(time.time() + 60 * args.minutes)
+    if args.until:
+        hh, mm = map(int, args.until.split(":"))
+        now = dt.datetime.now(dt.timezone.utc)
+        ends.append(now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp())
+    return min(ends) if ends else None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--catalogue", type=Path, default=DEMO_CATALOGUE, help="built with the demo's settings if missing")
+    p.add_argument("--out", type=Path, default=Path("/tmp/dressup-bench/diffusion"), help="training folder (resumed)")
+    p.add_argument("--steps", type=int, default=20000, help="at most this many training steps in all")
+    p.add_argument("--minutes", type=float, default=0, help="stop training after this many minutes")
+    p.add_argument("--until", default="", help="stop training at this UTC time, HH:MM")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (one is faster on a busy 2-core machine)")
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--sampling-steps", type=int, default=25)
+    p.add_argument("--prompts", type=int, default=40)
+    p.add_argument("--judge-steps", type=int, default=600)
+    p.add_argument("--sheet", type=Path, default=SHEET, help="sample sheet PNG ('' for none)")
+    p.add_argument("--no-save", action="store_true", help="print, do not write RESULTS.md")
+    args = p.parse_args()
+    command = command_line("diffusion_demo")
+    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load_start = load_average()
+    torch.set_num_threads(args.threads)
+
+    from dressup.catalog import load_catalog
+    from dressup.colours import CATALOGUE_COLOURS, garment_colour
+    from dressup.dcgan import images_to_tensor
+    from dressup.democatalog import build_demo_catalogue, demo_catalogue_matches
+    from dressup.diffusion import DiffusionGenerator, MiniLMTokens, train_diffusion_on_catalogue
+    from dressup.generators import colour_prompts, garment_phrase
+    from dressup.records import Preference
+
+    if not demo_catalogue_matches(args.catalogue, size=4000, image_size=64, seed=0):
+        print(f"building the demo catalogue into {args.catalogue}")
+        build_demo_catalogue(args.catalogue, size=4000, image_size=64, seed=0)
+    catalog = load_catalog(args.catalogue, require_images=True)
+    categories = list(catalog.categories)
+    colours = catalog.attribute_values("colour")
+
+    # The judge, on the catalogue alone.
+    t0 = time.perf_counter()
+    def labelled(split: str):
+        items = [it for it in catalog.split(split) if it.attribute_of("colour")]
+        px = images_to_tensor([it.image_path for it in items], JUDGE_SIZE, 3)
+        return (items, px, torch.tensor([categories.index(it.category) for it in items]),
+                torch.tensor([colours.index(it.attribute_of("colour")) for it in items]))
+    train_items, train_px, train_cat, train_col = labelled("train")
+    _, test_px, test_cat, test_col = labelled("test")
+    judge = train_judge(train_px, train_cat, train_col, steps=args.judge_steps, seed=args.seed)
+    pc, pk = judge_pixels(judge, test_px)
+    judge_acc = (float((pc == test_cat.numpy()).mean()), float((pk == test_col.numpy()).mean()))
+    judge_s = time.perf_counter() - t0
+    threshold, catalogue_median = catalogue_threshold(
+        train_px, [(it.attribute_of("colour"), it.category) for it in train_items])
+    print(f"judge: category {judge_acc[0]:.3f}, colour {judge_acc[1]:.3f} on the test split ({judge_s:.0f} s); "
+          f"distinctness threshold {threshold:.2f} (catalogue median {catalogue_median:.2f})")
+
+    # The generator.
+    tower = MiniLMTokens()
+    model = train_diffusion_on_catalogue(catalog, args.out, steps=args.steps, tower=tower, batch_size=args.batch_size,
+                                         lr=args.lr, seed=args.seed, deadline=deadline_of(args), checkpoint_every=100)
+    losses = torch.load(args.out / "train_state.pt", map_location="cpu", weights_only=False)["state"]["losses"]
+    gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, palette=CATALOGUE_COLOURS)
+
+    asked = colour_prompts(colours, categories, n=args.prompts, seed=args.seed)
+    rows, sheet_rows, t0 = [], [], time.perf_counter()
+    for i, (colour, text) in enumerate(asked):
+        category = next(k for k in categories if garment_phrase(colour, k) == text)
+        shown = gen.generate(Preference(text=text), seed=i)
+        px = to_judge_pixels([s.image for s in shown])
+        kc, kk = judge_pixels(judge, px)
+        small = torch.stack([torch.from_numpy(np.array(s.image.resize((model.config.image_size,) * 2,
+                                                                         Image.Resampling.BOX))).permute(2, 0, 1)
+                             for s in shown])
+        rows.append({"text": text, "colour": colour, "category": category,
+                     "category_hits": int((kc == categories.index(category)).sum()),
+                     "colour_hits": int((kk == colours.index(colour)).sum()),
+                     "both_hits": int(((kc == categories.index(category)) & (kk == colours.index(colour))).sum()),
+                     "pixel_colour_hits": sum(garment_colour(s.image, CATALOGUE_COLOURS) == colour for s in shown),
+                     "judged": [f"{colours[b]} {categories[a]}" for a, b in zip(kc, kk)],
+                     "nearest_pair": nearest_pair(small)})
+        if len(sheet_rows) < 10:
+            sheet_rows.append((text, [s.image for s in shown]))
+    sample_s = (time.perf_counter() - t0) / max(len(asked), 1)
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in
+            ("category_hits", "colour_hits", "both_hits", "pixel_colour_hits", "nearest_pair")}
+    distinct = float(np.mean([r["nearest_pair"] > threshold for r in rows]))
+    if str(args.sheet):
+        labelled_sheet(sheet_rows).save(args.sheet, optimize=True)
+    (args.out / "judged.json").write_text(json.dumps(rows, indent=1))
+
+    meta = model.meta
+    body = (
+        f"Trained by `dressup.diffusion` ({sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters, "
+        f"{model.config.image_size} px, widths {list(model.config.widths)}, cross-attention on MiniLM token states), "
+        f"batch {args.batch_size}, AdamW lr {args.lr}, seed {args.seed}, {args.threads} torch thread(s): "
+        f"**{meta['step']} steps in {meta['seconds'] / 60:.1f} min** of training; training loss (mean of the last "
+        f"100 steps) {np.mean(losses[-100:]):.4f}, first 100 {np.mean(losses[:100]):.4f}. Sampling: DDIM "
+        f"{args.sampling_steps} steps, guidance {args.guidance}, {sample_s:.1f} s per grid of four. Model sha256 "
+        f"`{model.sha256[:16]}…`.\n\n"
+        f"Judge (trained here on the catalogue's train split, {args.judge_steps} steps, {judge_s:.0f} s): "
+        f"test-split accuracy {judge_acc[0]:.3f} (category), {judge_acc[1]:.3f} (colour). Chance: "
+        f"{4 / len(categories):.2f} and {4 / len(colours):.2f} of 4.\n\n"
+        + markdown_table(
+            [f"measure ({len(asked)} prompts x 4 images)", "mean of 4", "done-when target"],
+            [["asked category (judge)", fmt(mean["category_hits"]), ">= 3"],
+             ["asked colour (judge)", fmt(mean["colour_hits"]), ">= 3.5"],
+             ["both (judge)", fmt(mean["both_hits"]), ""],
+             ["asked colour (pixels, `garment_colour`)", fmt(mean["pixel_colour_hits"]), ""],
+             ["grid's nearest pair, mean abs. difference (0-255)", fmt(mean["nearest_pair"]), f"> {threshold:.2f}"],
+             ["grids with no pair under the threshold (share)", fmt(distinct), "1.00"]])
+        + f"\n\nThreshold {threshold:.2f}: the 1st percentile of the distance from a catalogue item to the nearest "
+          f"other item of the same colour and category (median {catalogue_median:.2f}). Per-prompt detail: "
+          f"`{args.out / 'judged.json'}`"
+        + (f"; sample sheet (first {len(sheet_rows)} prompts, 4 seeds each): `{shown_path(args.sheet)}`."
+           if str(args.sheet) else ".")
+    )
+    print(body)
+    if not args.no_save:
+        record(command, body, started, load_start)
+        print(f"\nrecorded in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
