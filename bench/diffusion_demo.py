@@ -256,7 +256,9 @@ def main() -> int:
             ("category_hits", "colour_hits", "both_hits", "pixel_colour_hits", "nearest_pair")}
     distinct = float(np.mean([r["nearest_pair"] > threshold for r in rows]))
     if str(args.sheet):
-        labelled_sheet(sheet_rows).save(args.sheet, optimize=True)
+        # 256 colours keep the sheet small enough to commit (about 100 KB instead of 300)
+        labelled_sheet(sheet_rows).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                            dither=Image.Dither.NONE).save(args.sheet, optimize=True)
     (args.out / "judged.json").write_text(json.dumps(rows, indent=1))
 
     meta = model.meta
