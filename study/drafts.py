@@ -36,18 +36,12 @@ class Draft:
 def load(store: Store, session_id: str) -> Draft | None:
     """The saved draft, or None when nothing was given before Submit."""
     rows = store._query("SELECT text, gender, avoid FROM drafts WHERE session_id = ?", (session_id,))
-    uploads = uploads_of(store, session_id)
+    uploads = store.uploads(session_id)
     if not rows and not uploads:
         return None
     if not rows:
         return Draft(uploads=uploads)
     return Draft(text=rows[0]["text"], gender=rows[0]["gender"], avoid=rows[0]["avoid"], typed=True, uploads=uploads)
-
-
-def uploads_of(store: Store, session_id: str) -> list[dict[str, Any]]:
-    """The session's stored photos (a draft's or the submitted preference's), in the order given."""
-    return [dict(u) for u in store._query(
-        "SELECT idx, sha256, path, width, height FROM uploads WHERE session_id = ? ORDER BY idx", (session_id,))]
 
 
 def editable(store: Store, session_id: str) -> bool:
@@ -77,10 +71,7 @@ def save_uploads(store: Store, session_id: str, uploads: Sequence[tuple[str, str
         store._open_session(c, session_id)
         if c.execute("SELECT 1 FROM shown WHERE session_id = ? LIMIT 1", (session_id,)).fetchone():
             raise AnswerRefused("Your recommendations are already shown; the photos can no longer be changed.")
-        c.execute("DELETE FROM uploads WHERE session_id = ?", (session_id,))
-        c.executemany(
-            "INSERT INTO uploads(session_id, idx, sha256, path, width, height) VALUES (?, ?, ?, ?, ?, ?)",
-            [(session_id, i, sha, path, w, h) for i, (sha, path, w, h) in enumerate(uploads)])
+        store._put_uploads(c, session_id, list(uploads))
         store._touch(c, session_id)
 
 

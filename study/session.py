@@ -318,7 +318,7 @@ class Sessions:
             out.avoid_colours = ", ".join(pref["avoid_colours"])
         if draft and draft.typed and row.status in drafts.EDITABLE:  # the latest typed, even after a failed Submit
             out.text, out.gender, out.avoid_colours = draft.text, draft.gender, draft.avoid
-        out.photos = [Path(u["path"]) for u in drafts.uploads_of(self.store, session_id)]
+        out.photos = [Path(u["path"]) for u in draft.uploads] if draft else []  # draft: None when none stored
         out.photos_saved = len(out.photos)
         shown = self.store.shown(session_id)
         out.grids = {letter: [self.stimulus_path(r) for r in rows] for letter, rows in sorted(shown.items())}
@@ -371,7 +371,7 @@ class Sessions:
         if len(avoid) > 20 or any(len(w) > 40 for w in avoid):
             raise ParticipantError("Please list at most 20 colours to avoid, separated by commas.")
         photos = [p for p in (photos or []) if p]
-        old = drafts.uploads_of(self.store, session_id)  # saved as they were added, or by an earlier Submit
+        old = self.store.uploads(session_id)  # saved as they were added, or by an earlier Submit
         if not photos and old:  # stored as they were added (study.drafts), or by an earlier Submit
             self._check_count(len(old))
             uploads = [(u["sha256"], u["path"], u["width"], u["height"]) for u in old]
@@ -445,7 +445,7 @@ class Sessions:
         ``budget`` is called (and may refuse) before any photo is decoded."""
         sid = self._row(session_id).session_id
         photos = [p for p in (photos or []) if p]
-        old = drafts.uploads_of(self.store, sid)
+        old = self.store.uploads(sid)
         if not drafts.editable(self.store, sid) or drafts.same_photos(photos, old):
             return len(photos)
         if budget is not None:

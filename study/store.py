@@ -275,22 +275,28 @@ class Store:
                 " avoid_colours = excluded.avoid_colours",
                 (session_id, text, gender, json.dumps(avoid_colours), now()),
             )
-            c.execute("DELETE FROM uploads WHERE session_id = ?", (session_id,))
-            c.executemany(
-                "INSERT INTO uploads(session_id, idx, sha256, path, width, height) VALUES (?, ?, ?, ?, ?, ?)",
-                [(session_id, i, sha, path, w, h) for i, (sha, path, w, h) in enumerate(uploads)],
-            )
+            self._put_uploads(c, session_id, uploads)
             self._touch(c, session_id, "preference")
+
+    @staticmethod
+    def _put_uploads(c: _Conn, session_id: str, uploads: list[tuple[str, str, int, int]]) -> None:
+        """Replace the session's uploads (sha256, path, width, height), in the order given."""
+        c.execute("DELETE FROM uploads WHERE session_id = ?", (session_id,))
+        c.executemany("INSERT INTO uploads(session_id, idx, sha256, path, width, height) VALUES (?, ?, ?, ?, ?, ?)",
+                      [(session_id, i, sha, path, w, h) for i, (sha, path, w, h) in enumerate(uploads)])
+
+    def uploads(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's stored photos (a draft's or the submitted preference's), in the order given."""
+        return [dict(u) for u in self._query(
+            "SELECT idx, sha256, path, width, height FROM uploads WHERE session_id = ? ORDER BY idx", (session_id,))]
 
     def preference(self, session_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM preferences WHERE session_id = ?", (session_id,))
         if not rows:
             return None
         r = rows[0]
-        uploads = [dict(u) for u in self._query(
-            "SELECT idx, sha256, path, width, height FROM uploads WHERE session_id = ? ORDER BY idx", (session_id,))]
         return {"text": r["text"], "gender": r["gender"], "avoid_colours": json.loads(r["avoid_colours"]),
-                "uploads": uploads}
+                "uploads": self.uploads(session_id)}
 
     def save_shown(self, session_id: str, grids: dict[str, list[ShownRow]]) -> bool:
         """Record the four grids once. Returns False (and changes nothing) if they were already recorded,

@@ -115,6 +115,11 @@ def output_names(letters: list[str]) -> list[str]:
             + [f"rank_{i + 1}" for i in range(max(1, len(letters) - 1))] + ["rank_last", "overall", "done"])
 
 
+def photos_note(n: int) -> str:
+    """The style page's note on the photos stored so far ("" when none)."""
+    return f"Your {n} photo{'s' * (n != 1)} {'are' if n != 1 else 'is'} saved." if n else ""
+
+
 def served(stimulus: Path, name: str = "image.png") -> str:
     """A stored cell as the page serves it: a copy in Gradio's cache folder at ``<sha256>/image.png``.
 
@@ -324,8 +329,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
             head = [visit, *pages, gr.update(value=p.session_id if p else "", visible=page in ("preference", "grids"))]
             if p is None:
                 return head + [gr.update()] * (len(outputs) - len(head))
-            note = f"Your {p.photos_saved} photo{'s' * (p.photos_saved != 1)} {'are' if p.photos_saved != 1 else 'is'}" \
-                " saved." if p.photos_saved and not shown else ""
+            note = photos_note(p.photos_saved) if not shown else ""
             kept = [served(f, f"photo-{i}.jpg") for i, f in enumerate(p.photos, 1)] if page == "preference" else []
             out = head + [p.text, p.gender, p.avoid_colours, note, kept or None]
             out += [served(p.grids[x][i]) if shown else None for x in letters for i in range(GRID_SIZE)]
@@ -430,7 +434,7 @@ def build_ui(sessions: Sessions) -> gr.Blocks:
                 return ""
             sid = visit.session_id
             n = sessions.save_draft_photos(sid, files, budget=lambda: clients.photos(sid, _address(request)))
-            return f"Your {n} photo{'s' * (n != 1)} {'are' if n != 1 else 'is'} saved." if n else ""
+            return photos_note(n)
 
         @_guard
         def withdraw_code(code: str, request: gr.Request) -> str:

@@ -9,21 +9,8 @@ import pytest
 from PIL import Image
 
 from study.session import ParticipantError, Sessions, Visit
-from study.store import Store
-from tests.app_fixtures import photos, tiny_arms, tiny_study
-
-
-@pytest.fixture()
-def sessions(tmp_path):
-    study = tiny_study().load(results_dir=tmp_path / "results")
-    s = Sessions(study, tiny_arms(), Store(study.db_path, study.name))
-    yield s
-    s.close()
-    s.store.close()
-
-
-def _count(s: Sessions, table: str) -> int:
-    return s.store._query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
+from tests.app_fixtures import photos
+from tests.test_session import _count, sessions  # noqa: F401 - the Sessions fixture on tiny arms
 
 
 def test_fields_and_photos_given_before_submit_come_back_with_the_session(sessions):
