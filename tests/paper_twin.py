@@ -1,7 +1,7 @@
 """The paper profile's twin: ``assets/paper.toml`` served by the real app, with tiny models and a tiny DeepFashion.
 
 The paper profile cannot download its weights here, so the twin keeps the paper's study structure and swaps only
-the sizes (see ../shared/DESIGN.md, "The paper twin"):
+the sizes:
 
 - a temporary Hugging Face cache (``HF_HOME``) holding tiny random models saved under the **real** Hub ids, in
   the hub cache's own layout (``hub/models--ORG--NAME/{refs/main,snapshots/<rev>/...}``): a transformers
