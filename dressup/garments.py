@@ -22,7 +22,10 @@ Building the lexicon reads the whole database (about 5 s), so it is done once pe
 small JSON file in the study's cache; looking words up needs nothing but that file. The lexicon also keeps
 WordNet's single-word lemmas, so a misspelling ("trowsers", "jaket", "skrit") can be told from a real word
 ("whites" is cricket trousers, "white" is a colour): only a token that is not an English word is matched to a
-garment word by spelling (difflib ratio >= ``FUZZY_CUTOFF``).
+garment word by spelling (difflib ratio >= ``FUZZY_CUTOFF``). Such a token that is no misspelling either is read
+by the shapes English gives new garment names (``GarmentLexicon._by_shape``): a clipping ("cami"), a blend
+("shacket", "jorts") or a spelling variant ("hoody"); WordNet 3.0 (2006) predates most of them. A rule counts only
+when every garment word it reaches means one category, so brand names and unknown words stay unread.
 """
 from __future__ import annotations
 
@@ -43,9 +46,35 @@ from dressup.phrases import longest_matches
 LEXICON_VERSION = 1
 FUZZY_CUTOFF = 0.85  # measured: 0.85 accepts trowsers/jaket/skrit/sweeter and refuses every real word tried
 FUZZY_MIN_LEN = 5  # shorter tokens have too many neighbours one letter away
+SHAPE_MIN_LEN = 4  # a clipping, blend or variant must keep at least this many letters of its garment word
+SHAPE_SHARE = 0.75  # a spelling variant keeps at least this share of its own letters ("hood" of "hoody")
 MAX_WORDS = 3  # longest garment name looked up ("bermuda shorts", "trench coat", "tank top")
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _JOINER = re.compile(r"[\s\-]+")
+
+
+def _longest_shared(key: str, words: Sequence[str], shared, most: int) -> list[str]:
+    """The garment words sharing the longest part (``shared(key, word)``: a common prefix or suffix) with
+    ``key``: at least SHAPE_MIN_LEN letters, and at most ``most`` (a blend keeps a letter of its other word)."""
+    best, found = SHAPE_MIN_LEN - 1, []
+    for w in words:
+        n = min(len(shared(key, w)), most)
+        if n < SHAPE_MIN_LEN:
+            continue
+        if n > best:
+            best, found = n, [w]
+        elif n == best:
+            found.append(w)
+    return found
+
+
+def _nearest(words: list[str], key: str) -> list[str]:
+    """Of words sharing a stem with ``key``, the one spelt most like it (all of them on a tie)."""
+    if not words:
+        return []
+    ratio = {w: difflib.SequenceMatcher(None, key, w).ratio() for w in words}
+    top = max(ratio.values())
+    return [w for w in words if ratio[w] == top]
 
 
 class GarmentLexiconError(ValueError):
@@ -180,10 +209,32 @@ class GarmentLexicon:
             squashed = self._by_squashed.get(_squash(cand)) if cand else None
             if squashed:
                 return self.words[squashed]
-        if " " in key or len(key) < FUZZY_MIN_LEN or not key.isalpha() or self.is_english(key):
+        if " " in key or len(key) < SHAPE_MIN_LEN or not key.isalpha() or self.is_english(key):
             return None
-        match = difflib.get_close_matches(key, self._fuzzy_keys, n=1, cutoff=FUZZY_CUTOFF)
-        return self.words[self._by_squashed[match[0]]] if match else None
+        if len(key) >= FUZZY_MIN_LEN:
+            match = difflib.get_close_matches(key, self._fuzzy_keys, n=1, cutoff=FUZZY_CUTOFF)
+            if match:
+                return self.words[self._by_squashed[match[0]]]
+        return self._by_shape(key)
+
+    def _by_shape(self, key: str) -> str | None:
+        """A word that is no English word and no misspelling, read by how English makes new garment names:
+        a clipping is the start of the word it shortens ("cami" for camisole), a blend ends with the garment
+        it is a kind of ("shacket", shirt + jacket; "jorts", jeans + shorts), a spelling variant keeps the
+        stem ("hoody" for hoodie). Each rule stands only when every garment word it reaches means one
+        category; anything else stays unread rather than guessed."""
+        single = [k for k in self._by_squashed if k.isalpha()]
+        rules = (
+            [k for k in single if len(k) > len(key) and k.startswith(key)],  # clipping
+            _longest_shared(key, single, lambda a, b: os.path.commonprefix([a[::-1], b[::-1]]), len(key) - 1),  # blend
+            _nearest([k for k in _longest_shared(key, single, lambda a, b: os.path.commonprefix([a, b]), len(key) - 1)
+                      if len(os.path.commonprefix([key, k])) >= SHAPE_SHARE * len(key)], key),  # variant
+        )
+        for reached in rules:
+            categories = {self.words[self._by_squashed[k]] for k in reached}
+            if len(categories) == 1:
+                return categories.pop()
+        return None
 
     def is_english(self, word: str) -> bool:
         """Whether ``word`` (lower case) is an English word or a regular inflection of one (WordNet lemmas)."""

@@ -110,3 +110,15 @@ def test_colour_grounding_alone_rewrites_colours_in_place_and_keeps_the_rest():
 
 def test_emoji_become_their_cldr_names():
     assert emoji_as_words("🖤👕").split() == ["black", "heart", "t-shirt"]
+
+
+@pytest.mark.parametrize("word, category", [
+    ("cami", "tank top"), ("cardi", "long sleeve top"),  # clippings: the start of the word they shorten
+    ("shacket", "jacket"), ("jorts", "shorts"),  # blends: they end with the garment they are a kind of
+    ("hoody", "hoodie"),  # a spelling variant keeps the stem, nearest spelling among the stem's words
+    ("tankini", None), ("bralette", None), ("onesie", None),  # nothing reached, or reached only by 3 letters
+    ("zara", None), ("uniqlo", None), ("gucci", None), ("asos", None),  # brands are no garment
+    ("joggers", None),  # an English word (a runner) is never re-read by its shape
+])
+def test_words_wordnet_lacks_are_read_by_how_english_makes_garment_names(lexicon, word, category):
+    assert lexicon.lookup(word) == category
