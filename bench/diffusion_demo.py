@@ -21,6 +21,7 @@ closer than 99% of real, different garments of one description come to each othe
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import datetime as dt
 import json
 import re
@@ -32,95 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
-from torch import nn  # noqa: E402
 
 from bench.common import RESULTS, DEMO_CATALOGUE, command_line, fmt, load_average, machine_line, markdown_table  # noqa: E402
+from dressup.judge import judge_grids, train_catalogue_judge  # noqa: E402
 
 TITLE = "## Generative arm (diffusion, not yet the demo's)"
 SHEET = Path(__file__).resolve().parent / "diffusion_demo_sheet.png"
-JUDGE_SIZE = 32
-
-
-# ---------------------------------------------------------------------------------------------- the judge
-class Judge(nn.Module):
-    """Four conv blocks and two heads (category, colour): small enough to train in a minute on one core."""
-
-    def __init__(self, categories: int, colours: int, width: int = 32) -> None:
-        super().__init__()
-        w = width
-        layers, c = [], 3
-        for out in (w, w * 2, w * 4, w * 4):
-            layers += [nn.Conv2d(c, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c = out
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.category = nn.Linear(c, categories)
-        self.colour = nn.Linear(c, colours)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.features(x)
-        return self.category(h), self.colour(h)
-
-
-def as_input(pixels: torch.Tensor) -> torch.Tensor:
-    return pixels.float() / 127.5 - 1.0
-
-
-def train_judge(images: torch.Tensor, cat: torch.Tensor, col: torch.Tensor, *, steps: int, seed: int = 0) -> Judge:
-    """Adam, batch 64, flips and a little pixel noise (generated images are noisier than drawn ones)."""
-    torch.manual_seed(seed)
-    judge = Judge(int(cat.max()) + 1, int(col.max()) + 1)
-    opt = torch.optim.Adam(judge.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        rows = torch.randint(len(images), (64,), generator=g)
-        x = as_input(images[rows])
-        x = torch.where(torch.rand(64, 1, 1, 1, generator=g) < 0.5, x.flip(-1), x)
-        x = x + 0.08 * torch.rand(64, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
-        a, b = judge(x)
-        loss = F.cross_entropy(a, cat[rows]) + F.cross_entropy(b, col[rows])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return judge.eval()
-
-
-@torch.no_grad()
-def judge_pixels(judge: Judge, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    a, b = judge(as_input(pixels))
-    return a.argmax(1).numpy(), b.argmax(1).numpy()
-
-
-def to_judge_pixels(images) -> torch.Tensor:
-    """uint8 [N, 3, 32, 32] from PIL images of any size (area resampling)."""
-    arr = [np.asarray(im.convert("RGB").resize((JUDGE_SIZE, JUDGE_SIZE), Image.Resampling.BOX)) for im in images]
-    return torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).contiguous()
-
-
-# ---------------------------------------------------------------------------------------------- distances
-def nearest_pair(pixels: torch.Tensor) -> float:
-    """The smallest mean absolute difference (0-255) between two of ``pixels``."""
-    x = pixels.float().flatten(1)
-    d = torch.cdist(x, x, p=1) / x.shape[1]
-    d.fill_diagonal_(float("inf"))
-    return float(d.min())
-
-
-def catalogue_threshold(pixels: torch.Tensor, labels: list[tuple[str, str]], q: float = 1.0) -> tuple[float, float]:
-    """(q-th percentile, median) over items of the distance to the nearest other item with the same labels."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, key in enumerate(labels):
-        groups.setdefault(key, []).append(i)
-    nearest = []
-    for rows in groups.values():
-        if len(rows) < 2:
-            continue
-        x = pixels[rows].float().flatten(1)
-        d = torch.cdist(x, x, p=1) / x.shape[1]
-        d.fill_diagonal_(float("inf"))
-        nearest += d.min(1).values.tolist()
-    return float(np.percentile(nearest, q)), float(np.median(nearest))
 
 
 # ---------------------------------------------------------------------------------------------- the sheet
@@ -194,11 +113,8 @@ def main() -> int:
 
     from dressup.catalog import load_catalog
     from dressup.colours import CATALOGUE_COLOURS, garment_colour
-    from dressup.dcgan import images_to_tensor
     from dressup.democatalog import build_demo_catalogue, demo_catalogue_matches
     from dressup.diffusion import DiffusionGenerator, MiniLMTokens, train_diffusion_on_catalogue
-    from dressup.generators import colour_prompts, garment_phrase
-    from dressup.records import Preference
 
     if not demo_catalogue_matches(args.catalogue, size=4000, image_size=64, seed=0):
         print(f"building the demo catalogue into {args.catalogue}")
@@ -209,19 +125,9 @@ def main() -> int:
 
     # The judge, on the catalogue alone.
     t0 = time.perf_counter()
-    def labelled(split: str):
-        items = [it for it in catalog.split(split) if it.attribute_of("colour")]
-        px = images_to_tensor([it.image_path for it in items], JUDGE_SIZE, 3)
-        return (items, px, torch.tensor([categories.index(it.category) for it in items]),
-                torch.tensor([colours.index(it.attribute_of("colour")) for it in items]))
-    train_items, train_px, train_cat, train_col = labelled("train")
-    _, test_px, test_cat, test_col = labelled("test")
-    judge = train_judge(train_px, train_cat, train_col, steps=args.judge_steps, seed=args.seed)
-    pc, pk = judge_pixels(judge, test_px)
-    judge_acc = (float((pc == test_cat.numpy()).mean()), float((pk == test_col.numpy()).mean()))
+    judge = train_catalogue_judge(catalog, steps=args.judge_steps, seed=args.seed)
+    judge_acc, threshold, catalogue_median = judge.accuracy, judge.threshold, judge.catalogue_median
     judge_s = time.perf_counter() - t0
-    threshold, catalogue_median = catalogue_threshold(
-        train_px, [(it.attribute_of("colour"), it.category) for it in train_items])
     print(f"judge: category {judge_acc[0]:.3f}, colour {judge_acc[1]:.3f} on the test split ({judge_s:.0f} s); "
           f"distinctness threshold {threshold:.2f} (catalogue median {catalogue_median:.2f})")
 
@@ -232,26 +138,14 @@ def main() -> int:
     losses = torch.load(args.out / "train_state.pt", map_location="cpu", weights_only=False)["state"]["losses"]
     gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, palette=CATALOGUE_COLOURS)
 
-    asked = colour_prompts(colours, categories, n=args.prompts, seed=args.seed)
-    rows, sheet_rows, t0 = [], [], time.perf_counter()
-    for i, (colour, text) in enumerate(asked):
-        category = next(k for k in categories if garment_phrase(colour, k) == text)
-        shown = gen.generate(Preference(text=text), seed=i)
-        px = to_judge_pixels([s.image for s in shown])
-        kc, kk = judge_pixels(judge, px)
-        small = torch.stack([torch.from_numpy(np.array(s.image.resize((model.config.image_size,) * 2,
-                                                                         Image.Resampling.BOX))).permute(2, 0, 1)
-                             for s in shown])
-        rows.append({"text": text, "colour": colour, "category": category,
-                     "category_hits": int((kc == categories.index(category)).sum()),
-                     "colour_hits": int((kk == colours.index(colour)).sum()),
-                     "both_hits": int(((kc == categories.index(category)) & (kk == colours.index(colour))).sum()),
-                     "pixel_colour_hits": sum(garment_colour(s.image, CATALOGUE_COLOURS) == colour for s in shown),
-                     "judged": [f"{colours[b]} {categories[a]}" for a, b in zip(kc, kk)],
-                     "nearest_pair": nearest_pair(small)})
-        if len(sheet_rows) < 10:
-            sheet_rows.append((text, [s.image for s in shown]))
-    sample_s = (time.perf_counter() - t0) / max(len(asked), 1)
+    t0 = time.perf_counter()
+    verdicts = judge_grids(judge, gen, prompts=args.prompts, seed=args.seed)
+    sample_s = (time.perf_counter() - t0) / max(len(verdicts), 1)
+    sheet_rows = [(v.text, v.images) for v in verdicts[:10]]
+    rows = []
+    for v in verdicts:
+        pixel_hits = sum(garment_colour(im, CATALOGUE_COLOURS) == v.colour for im in v.images)
+        rows.append({**{k: val for k, val in asdict(v).items() if k != "images"}, "pixel_colour_hits": pixel_hits})
     mean = {k: float(np.mean([r[k] for r in rows])) for k in
             ("category_hits", "colour_hits", "both_hits", "pixel_colour_hits", "nearest_pair")}
     distinct = float(np.mean([r["nearest_pair"] > threshold for r in rows]))
@@ -274,7 +168,7 @@ def main() -> int:
         f"test-split accuracy {judge_acc[0]:.3f} (category), {judge_acc[1]:.3f} (colour). Chance: "
         f"{4 / len(categories):.2f} and {4 / len(colours):.2f} of 4.\n\n"
         + markdown_table(
-            [f"measure ({len(asked)} prompts x 4 images)", "mean of 4", "done-when target"],
+            [f"measure ({len(rows)} prompts x 4 images)", "mean of 4", "done-when target"],
             [["asked category (judge)", fmt(mean["category_hits"]), ">= 3"],
              ["asked colour (judge)", fmt(mean["colour_hits"]), ">= 3.5"],
              ["both (judge)", fmt(mean["both_hits"]), ""],

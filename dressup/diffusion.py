@@ -74,6 +74,7 @@ class DiffusionConfig:
     max_tokens: int = 16
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
+    pooled: bool = True  # also add the text's pooled state to the timestep embedding (as SDXL does)
 
     def unet(self):
         """The denoiser: plain blocks at full resolution, cross-attention below it (where a pixel's
@@ -86,7 +87,20 @@ class DiffusionConfig:
             layers_per_block=self.layers_per_block, norm_num_groups=self.norm_groups,
             down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
             up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
-            cross_attention_dim=self.text_dim, attention_head_dim=self.head_dim)
+            cross_attention_dim=self.text_dim, attention_head_dim=self.head_dim,
+            **({"class_embed_type": "projection", "projection_class_embeddings_input_dim": self.text_dim}
+               if self.pooled else {}))
+
+    def condition(self, states: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The UNet's text keywords: the token states for cross-attention and, with ``pooled``, their masked
+        mean as a global condition. Cross-attention alone learns slowly at this size (measured: the asked
+        category in 1.07 of 4 images after 1,500 steps); a pooled vector reaches every pixel from the first
+        layer, as SDXL's pooled text embedding does."""
+        out = {"encoder_hidden_states": states, "encoder_attention_mask": mask}
+        if self.pooled:
+            m = mask.to(states.dtype).unsqueeze(-1)
+            out["class_labels"] = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return out
 
     def train_scheduler(self):
         from diffusers import DDPMScheduler
@@ -165,7 +179,7 @@ def sample(unet, config: DiffusionConfig, states: torch.Tensor, mask: torch.Tens
     unet.eval()
     for t in scheduler.timesteps:
         inp = torch.cat([x, x]) if guided else x
-        eps = unet(inp, t, encoder_hidden_states=cond_h, encoder_attention_mask=cond_m).sample
+        eps = unet(inp, t, **config.condition(cond_h, cond_m)).sample
         if guided:
             uncond, cond = eps.chunk(2)
             eps = uncond + float(guidance_scale) * (cond - uncond)
@@ -260,7 +274,7 @@ class DiffusionModel:
 
 
 def _config(d: dict[str, Any]) -> DiffusionConfig:
-    return DiffusionConfig(**{**d, "widths": tuple(d["widths"])})
+    return DiffusionConfig(**{"pooled": False, **d, "widths": tuple(d["widths"])})  # files before `pooled`
 
 
 def _sha256(path: Path) -> str:
@@ -295,13 +309,14 @@ class TrainingTexts:
 
 
 def denoising_loss(unet, scheduler, x0: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
-                   rng: torch.Generator) -> torch.Tensor:
+                   rng: torch.Generator, config: DiffusionConfig) -> torch.Tensor:
     """The DDPM objective: MSE between the noise added at a random timestep and the UNet's prediction of it."""
     noise = torch.randn(x0.shape, generator=rng)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=rng)
     dev = next(unet.parameters()).device
     noisy = scheduler.add_noise(x0, noise, t)
-    pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=states.to(dev), encoder_attention_mask=mask.to(dev)).sample
+    cond = config.condition(states.to(dev), mask.to(dev))
+    pred = unet(noisy.to(dev), t.to(dev), **cond).sample
     return F.mse_loss(pred.float(), noise.to(dev))
 
 
@@ -316,7 +331,7 @@ def probe_loss(unet, config: DiffusionConfig, images: torch.Tensor, texts: Train
     was = unet.training
     unet.eval()
     losses = [float(denoising_loss(unet, config.train_scheduler(), _as_unit(images[rows]), texts.states[k],
-                                   texts.mask[k], rng)) for _ in range(repeats)]
+                                   texts.mask[k], rng, config)) for _ in range(repeats)]
     unet.train(was)
     return float(np.mean(losses))
 
@@ -393,7 +408,7 @@ def train_diffusion(images: torch.Tensor, texts: TrainingTexts, tower: TextTower
         x0 = _as_unit(images[rows])
         flip = torch.rand(batch_size, generator=rng) < 0.5
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        loss = denoising_loss(unet, scheduler, x0, texts.states[k], texts.mask[k], rng)
+        loss = denoising_loss(unet, scheduler, x0, texts.states[k], texts.mask[k], rng, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -494,6 +509,10 @@ class DiffusionSettings(CommonSettings):
     sampling_steps: int = 25
     display_size: int = 128
     colour_grounding: bool = True
+    steps: int = 0  # training keys, read by dressup.demo; ignored at generation
+    batch_size: int = 0
+    lr: float = 0.0
+    seed: int = 0
 
 
 def load_diffusion_generator(settings: dict[str, Any], *, device, encoder, base_dir: Path,
