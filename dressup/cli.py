@@ -42,9 +42,23 @@ def cmd_demo_build(args) -> int:
         return 2
     from dressup.demo import ensure_demo_build
 
-    ensure_demo_build(study, progress=True, force=args.force)
+    how = ensure_demo_build(study, progress=True, force=args.force, from_scratch=args.from_scratch)
     build_arms(study, progress=True)  # also builds the indexes, so the app starts warm
-    print(f"demo build ready under {study.cache_dir}")
+    print(f"demo build ready under {study.cache_dir} (models {how})")
+    return 0
+
+
+def cmd_demo_pack(args) -> int:
+    from dressup.demo import build_key, is_built
+    from dressup.weights import pack
+
+    study = _study(args)
+    if not is_built(study):
+        print(f"the demo build under {study.cache_dir} is missing or not from {study.path.name}'s recipes; run "
+              f"`python -m dressup demo build --from-scratch` first", file=sys.stderr)
+        return 2
+    out = pack(study, key=build_key(study, version=False), out=Path(args.out) if args.out else None)
+    print(f"weights packed into {out}")
     return 0
 
 
@@ -190,10 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--image-size", type=int)
     dc.add_argument("--seed", type=int)
     dc.set_defaults(func=cmd_demo_catalogue)
-    db = dsub.add_parser("build", help="catalogue -> baseline -> finetuned -> STN -> GAN -> indexes (cached)")
+    db = dsub.add_parser("build", help="catalogue -> shipped weights (or baseline -> finetuned -> STN -> "
+                                       "generator) -> indexes (cached)")
     study_arg(db)
     db.add_argument("--force", action="store_true", help="rebuild even if the cache is current")
+    db.add_argument("--from-scratch", action="store_true",
+                    help="train every model here instead of using the study's shipped weights")
     db.set_defaults(func=cmd_demo_build)
+    dp = dsub.add_parser("pack", help="copy a finished build's trained weights into the study's weights folder, "
+                                      "with their sha256 and recipe key (what a fresh clone starts from)")
+    study_arg(dp)
+    dp.add_argument("--out", help="folder (default: the study's [study] weights)")
+    dp.set_defaults(func=cmd_demo_pack)
 
     t = sub.add_parser("train", help="train encoders from the study's [train.*] recipes")
     study_arg(t)

@@ -173,6 +173,7 @@ class Study:
     allow_cpu: bool = False  # the paper profile runs without CUDA only when this says so (dressup.device)
     database: str = ""  # a PostgreSQL URL shared by every host of the study; $DATABASE_URL wins; "": SQLite
     allow_data_loss: bool = False  # a demo on a Space's wiped disk may start; a study never should
+    weights: Path | None = None  # trained weights shipped with the study (dressup.weights); None: train them
 
     @property
     def db_path(self) -> Path:
@@ -283,6 +284,7 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
         allow_cpu=_flag(s.get("allow_cpu", False), "study", "allow_cpu", p),
         database=str(s.get("database", "")),
         allow_data_loss=_flag(s.get("allow_data_loss", False), "study", "allow_data_loss", p),
+        weights=_resolve(base, s["weights"]) if s.get("weights") else None,
     )
 
 

@@ -27,7 +27,7 @@ BUILD_FILE = "BUILD.json"
 BUILDING_FILE = "BUILDING.json"
 
 
-def build_key(study: Study) -> str:
+def build_key(study: Study, *, version: bool = True) -> str:
     """Everything that changes what the demo build produces, keyed by content rather than by location.
 
     Paths enter the key as where they are relative to the cache folder (the build's outputs and the demo
@@ -35,12 +35,14 @@ def build_key(study: Study) -> str:
     written (absolute); a ``config:`` model file enters by its sha256. So a project moved or copied with its
     cache (study file, cache and all) has the key its cache was built with and is reused, and a copy of the
     study file elsewhere that points at the same cache has it too (and cannot look like another build and wipe
-    it); another recipe, catalogue, model file or library version is another key.
+    it); another recipe, catalogue, model file or library version is another key. ``version=False`` leaves
+    the library version out: the key shipped weights are matched on (``dressup.weights``), so a release that
+    changes no recipe keeps its weights.
     """
     c = study.catalogue
     recipes = {n: t for n, t in study.train.items() if t.build}  # `build = false` recipes are not the build's
     used = set(recipes) | {t.init for t in recipes.values()} | {a.encoder for a in study.arms}
-    used |= {a.generator.get("encoder", "") for a in study.arms}
+    used |= {_trained_settings(a.generator).get("encoder", "") for a in study.arms}
     raw = study.raw if isinstance(study.raw, dict) else {}
     catalogue = {k: str(v) for k, v in asdict(c).items()}
     catalogue["root"] = _where(study, c.root, raw.get("catalogue", {}).get("root"))
@@ -52,19 +54,32 @@ def build_key(study: Study) -> str:
     generators = {}
     for a in study.arms:
         if a.kind == "generative":
-            g = dict(a.generator)
+            g = _trained_settings(a.generator)
             if g.get("checkpoint"):
                 written = ((raw.get("arms", {}).get(a.name) or {}).get("generator") or {}).get("checkpoint")
                 g["checkpoint"] = _where(study, Path(g["checkpoint"]), written)
             generators[a.name] = g
     parts = {
-        "version": __version__,
+        "version": __version__ if version else "",
         "catalogue": catalogue,
         "train": {n: asdict(t) for n, t in recipes.items()},
         "encoders": encoders,
         "generators": generators,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# Generator keys that only say how a trained model draws (guidance, sampling steps, candidate scoring, display):
+# changing them changes no weights, so they stay out of the build key and the shipped weights stay usable.
+DRAWING_KEYS = frozenset({"guidance_scale", "sampling_steps", "display_size", "colour_grounding", "candidates",
+                          "text_weight"})
+
+
+def _trained_settings(generator: dict) -> dict:
+    """The keys of a generator that change what the build trains. A diffusion model is conditioned on its own
+    text tower, so its ``encoder`` only scores candidates (a drawing key); the DCGAN is conditioned on it."""
+    drawing = DRAWING_KEYS | ({"encoder"} if generator.get("kind") == "diffusion" else frozenset())
+    return {k: v for k, v in generator.items() if k not in drawing}
 
 
 def _where(study: Study, path: Path, written: object = None) -> str:
@@ -243,13 +258,20 @@ def train_gan_from_study(study: Study, *, arm: str = "generative", steps: int | 
                                     progress=progress, **kwargs)
 
 
-def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = False) -> None:
-    """Build (or reuse) everything the demo study's arms need. Safe to call from several processes."""
-    if not force and is_built(study):
-        return
+def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = False,
+                      from_scratch: bool = False) -> str:
+    """Build (or reuse) everything the demo study's arms need. Safe to call from several processes.
+
+    The study's shipped weights (``[study] weights``, ``dressup.weights``) are verified and used when they were
+    trained from this study's recipes; otherwise, or with ``from_scratch``, every model is trained here.
+    ``force`` redoes the build even when the cache is current. Returns how the models were obtained:
+    "cached", "shipped" or "trained".
+    """
+    if not (force or from_scratch) and is_built(study):
+        return "cached"
     with build_lock(study.cache_dir):
-        if not force and is_built(study):  # another process finished it while we waited
-            return
+        if not (force or from_scratch) and is_built(study):  # another process finished it while we waited
+            return "cached"
         t0 = time.time()
         threads = _choose_threads()
         if progress:
@@ -257,22 +279,66 @@ def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = Fals
         key = build_key(study)
         building = study.cache_dir / BUILDING_FILE
         previous = json.loads(building.read_text()).get("key") if building.is_file() else None
-        if force or previous != key:
+        if force or from_scratch or previous != key:
             # Outputs of another recipe (or a forced rebuild) must not be resumed from: start them afresh.
             # An interrupted build with the same key resumes each recipe from its last checkpoint instead.
             for folder in _outputs(study):
                 shutil.rmtree(folder, ignore_errors=True)
             building.write_text(json.dumps({"key": key}))
         ensure_catalogue(study, progress)
-        for spec in train_order(study, build_only=True):
-            if not (_local_dir(study, spec.name) / "encoder.json").is_file() or _checkpoint_behind(study, spec):
-                train_from_spec(study, spec, progress=progress)
-        for arm in study.arms:
-            if arm.kind == "generative" and arm.generator.get("kind") == "dcgan":
-                train_gan_from_study(study, arm=arm.name, progress=progress)
+        how = "shipped" if not from_scratch and _use_shipped(study, progress) else "trained"
+        if how == "trained":
+            for spec in train_order(study, build_only=True):
+                if not (_local_dir(study, spec.name) / "encoder.json").is_file() or _checkpoint_behind(study, spec):
+                    train_from_spec(study, spec, progress=progress)
+            for arm in study.arms:
+                if arm.kind == "generative" and arm.generator.get("kind") == "dcgan":
+                    train_gan_from_study(study, arm=arm.name, progress=progress)
+                if arm.kind == "generative" and arm.generator.get("kind") == "diffusion":
+                    train_diffusion_from_study(study, arm=arm.name, progress=progress)
         (study.cache_dir / BUILD_FILE).write_text(json.dumps(
-            {"key": key, "seconds": round(time.time() - t0, 1), "built_at": time.time()}))
+            {"key": key, "models": how, "seconds": round(time.time() - t0, 1), "built_at": time.time()}))
         building.unlink(missing_ok=True)
+        return how
+
+
+def _use_shipped(study: Study, progress: bool) -> bool:
+    """Unpack the study's shipped weights when they were trained from its recipes (True), else say why not."""
+    from dressup.weights import read_manifest, unpack
+
+    if study.weights is None:
+        return False
+    manifest = read_manifest(study.weights)
+    if manifest is None:
+        if progress:
+            print(f"demo build: no shipped weights in {study.weights}; training", flush=True)
+        return False
+    if manifest.get("key") != build_key(study, version=False):
+        if progress:
+            print(f"demo build: the weights in {study.weights} were trained from other recipes than "
+                  f"{study.path.name}'s (changed [train.*], [catalogue] or generator settings); training", flush=True)
+        return False
+    unpack(study, study.weights, manifest)
+    if progress:
+        print(f"demo build: shipped weights from {study.weights} verified (sha256) and unpacked", flush=True)
+    return True
+
+
+def train_diffusion_from_study(study: Study, *, arm: str = "generative", steps: int | None = None,
+                               progress: bool = True):
+    """Train the miniature diffusion model of a generative arm whose generator kind is 'diffusion'
+    (its ``steps``, ``batch_size``, ``lr`` keys; the study's seed), resuming from its folder."""
+    from dressup.catalog import load_catalog
+    from dressup.diffusion import train_diffusion_on_catalogue
+
+    g = dict(study.arm(arm).generator)
+    if g.get("kind") != "diffusion":
+        raise StudyFileError(f"[arms.{arm}] generator kind is {g.get('kind')!r}, not 'diffusion'")
+    catalog = load_catalog(study.catalogue.root, caption_category=study.catalogue.caption_category,
+                           require_images=True)
+    return train_diffusion_on_catalogue(catalog, Path(g["checkpoint"]), steps=steps or int(g.get("steps") or 2000),
+                                        batch_size=int(g.get("batch_size") or 32), lr=float(g.get("lr") or 1e-3),
+                                        seed=int(g.get("seed", 0)), progress=progress, checkpoint_every=200)
 
 
 def _outputs(study: Study) -> list[Path]:
