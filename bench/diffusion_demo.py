@@ -2,7 +2,7 @@
 
     python -m bench diffusion_demo --minutes 30                 # train (resuming in --out) for 30 min, then judge
     python -m bench diffusion_demo --steps 2000 --until 15:40   # at most 2000 steps, and stop at 15:40 UTC
-    python -m bench diffusion_demo --steps 0 --out DIR          # judge a model already trained in DIR
+    python -m bench diffusion_demo --steps 0 --out cache/demo/diffusion   # judge the demo's model as it draws
 
 Trains ``dressup.diffusion`` on the demo catalogue (built with the demo's settings if missing) and asks its
 generator (``DiffusionGenerator``, the study's interface) for 4 images per "colour + category" prompt
@@ -35,10 +35,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from bench.common import RESULTS, DEMO_CATALOGUE, command_line, fmt, load_average, machine_line, markdown_table  # noqa: E402
-from dressup.judge import judge_grids, train_catalogue_judge  # noqa: E402
+from bench.common import RESULTS, DEMO_CATALOGUE, DEMO_STUDY, command_line, fmt, load_average, machine_line, markdown_table  # noqa: E402
+from dressup.judge import JUDGE_STEPS, judge_grids, train_catalogue_judge  # noqa: E402
 
-TITLE = "## Generative arm (diffusion, not yet the demo's)"
+TITLE = "## Generative arm (diffusion)"
 SHEET = Path(__file__).resolve().parent / "diffusion_demo_sheet.png"
 
 
@@ -62,7 +62,7 @@ def record(command: str, body: str, started: str, load_start: str) -> None:
                f"- load average (1/5/15 min) at start: {load_start}; at end: {load_average()}\n\n{body.strip()}\n")
     text = RESULTS.read_text(encoding="utf-8")
     parts = re.split(r"(?m)^(?=## )", text)
-    kept = [p for p in parts if not p.startswith(TITLE)]
+    kept = [p for p in parts if not p.startswith(TITLE[:-1])]  # also an earlier title's run
     analysis = next((i for i, p in enumerate(kept) if p.startswith("## Analysis")), len(kept))
     kept.insert(analysis, section + "\n")
     RESULTS.write_text("".join(kept).rstrip() + "\n", encoding="utf-8")
@@ -99,10 +99,12 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (one is faster on a busy 2-core machine)")
-    p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--sampling-steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, help="default: the demo study's guidance_scale")
+    p.add_argument("--sampling-steps", type=int, help="default: the demo study's sampling_steps")
+    p.add_argument("--candidates", type=int, help="images drawn per grid, the 4 the study's scoring encoder puts "
+                                                  "closest to the prompt shown; default: the demo study's")
     p.add_argument("--prompts", type=int, default=40)
-    p.add_argument("--judge-steps", type=int, default=600)
+    p.add_argument("--judge-steps", type=int, default=JUDGE_STEPS)
     p.add_argument("--sheet", type=Path, default=SHEET, help="sample sheet PNG ('' for none)")
     p.add_argument("--no-save", action="store_true", help="print, do not write RESULTS.md")
     args = p.parse_args()
@@ -114,7 +116,7 @@ def main() -> int:
     from dressup.catalog import load_catalog
     from dressup.colours import CATALOGUE_COLOURS, garment_colour
     from dressup.democatalog import build_demo_catalogue, demo_catalogue_matches
-    from dressup.diffusion import DiffusionGenerator, MiniLMTokens, train_diffusion_on_catalogue
+    from dressup.diffusion import DiffusionGenerator, DiffusionModel, MiniLMTokens, train_diffusion_on_catalogue
 
     if not demo_catalogue_matches(args.catalogue, size=4000, image_size=64, seed=0):
         print(f"building the demo catalogue into {args.catalogue}")
@@ -133,10 +135,30 @@ def main() -> int:
 
     # The generator.
     tower = MiniLMTokens()
-    model = train_diffusion_on_catalogue(catalog, args.out, steps=args.steps, tower=tower, batch_size=args.batch_size,
-                                         lr=args.lr, seed=args.seed, deadline=deadline_of(args), checkpoint_every=100)
-    losses = torch.load(args.out / "train_state.pt", map_location="cpu", weights_only=False)["state"]["losses"]
-    gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, palette=CATALOGUE_COLOURS)
+    if args.steps == 0:  # judge only: a model already trained (e.g. the demo's, cache/demo/diffusion), untouched
+        model = DiffusionModel.load(args.out, tower)
+    else:
+        model = train_diffusion_on_catalogue(catalog, args.out, steps=args.steps, tower=tower,
+                                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                             deadline=deadline_of(args), checkpoint_every=100)
+    state = args.out / "train_state.pt"  # the shipped model carries no optimiser state, so no loss curve
+    losses = torch.load(state, map_location="cpu", weights_only=False)["state"]["losses"] if state.is_file() else []
+    # Draw as the demo study does (its [arms.generative] drawing keys), unless the command line says otherwise.
+    from dressup.config import load_study
+    from dressup.encoders import load_encoder
+    from dressup.generators import PreferenceScorer
+
+    study = load_study(DEMO_STUDY)
+    drawing = study.arm("generative").generator
+    args.guidance = float(drawing.get("guidance_scale", 3.0)) if args.guidance is None else args.guidance
+    args.sampling_steps = int(drawing.get("sampling_steps", 25)) if args.sampling_steps is None else args.sampling_steps
+    args.candidates = int(drawing.get("candidates", 4)) if args.candidates is None else args.candidates
+    scorer = None
+    if args.candidates > 4:  # the demo build's encoder (python -m dressup demo build)
+        scorer = PreferenceScorer(load_encoder(study.encoder(drawing.get("encoder") or "finetuned")),
+                                  float(drawing.get("text_weight", 0.5)))
+    gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, palette=CATALOGUE_COLOURS,
+                             candidates=args.candidates, scorer=scorer)
 
     t0 = time.perf_counter()
     verdicts = judge_grids(judge, gen, prompts=args.prompts, seed=args.seed)
@@ -159,10 +181,15 @@ def main() -> int:
     body = (
         f"Trained by `dressup.diffusion` ({sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters, "
         f"{model.config.image_size} px, widths {list(model.config.widths)}, cross-attention on MiniLM token states), "
-        f"batch {args.batch_size}, AdamW lr {args.lr}, seed {args.seed}, {args.threads} torch thread(s): "
-        f"**{meta['step']} steps in {meta['seconds'] / 60:.1f} min** of training; training loss (mean of the last "
-        f"100 steps) {np.mean(losses[-100:]):.4f}, first 100 {np.mean(losses[:100]):.4f}. Sampling: DDIM "
-        f"{args.sampling_steps} steps, guidance {args.guidance}, {sample_s:.1f} s per grid of four. Model sha256 "
+        f"batch {meta.get('batch_size')}, AdamW lr {meta.get('lr')}, seed {meta.get('seed')}: "
+        f"**{meta['step']} steps in {meta['seconds'] / 60:.1f} min** of training"
+        + (f"; training loss (mean of the last 100 steps) {np.mean(losses[-100:]):.4f}, first 100 "
+           f"{np.mean(losses[:100]):.4f}" if losses else "")
+        + f". Sampling ({args.threads} torch thread(s)): DDIM "
+        f"{args.sampling_steps} steps, guidance {args.guidance}, "
+        + (f"{args.candidates} candidates per grid, the 4 closest to the prompt under the "
+           f"{drawing.get('encoder') or 'finetuned'} encoder shown, " if scorer is not None else "")
+        + f"{sample_s:.1f} s per grid of four. Model sha256 "
         f"`{model.sha256[:16]}…`.\n\n"
         f"Judge (trained here on the catalogue's train split, {args.judge_steps} steps, {judge_s:.0f} s): "
         f"test-split accuracy {judge_acc[0]:.3f} (category), {judge_acc[1]:.3f} (colour). Chance: "

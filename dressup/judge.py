@@ -22,6 +22,10 @@ from PIL import Image
 from torch import nn
 
 JUDGE_SIZE = 32
+# Training steps of the catalogue judge. Its accuracy on the catalogue's test split is the ceiling of every figure
+# it gives, so it is trained until that accuracy stops rising: measured on the demo catalogue (2026-12-03),
+# 600 steps reach 0.905 (category) / 0.835 (colour), 2000 steps 0.960 / 0.938 (about 2 min on 2 cores).
+JUDGE_STEPS = 2000
 
 
 class Judge(nn.Module):
@@ -120,7 +124,7 @@ class CatalogueJudge:
         return [self.categories[i] for i in kc], [self.colours[i] for i in kk]
 
 
-def train_catalogue_judge(catalog, *, steps: int = 600, seed: int = 0) -> CatalogueJudge:
+def train_catalogue_judge(catalog, *, steps: int = JUDGE_STEPS, seed: int = 0) -> CatalogueJudge:
     """Train a judge on the catalogue's train split; measure it on the test split; the distinctness threshold
     from the train split's items."""
     from dressup.dcgan import images_to_tensor

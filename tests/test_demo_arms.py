@@ -88,7 +88,7 @@ def test_demo_generator_draws_the_asked_garment_as_an_independent_judge_sees_it(
     from dressup.catalog import load_catalog
     from dressup.judge import judge_grids, train_catalogue_judge
 
-    judge = train_catalogue_judge(load_catalog(demo_study.catalogue.root, require_images=True), steps=600)
+    judge = train_catalogue_judge(load_catalog(demo_study.catalogue.root, require_images=True))
     verdicts = judge_grids(judge, demo_arms["generative"].generator, prompts=40)
     category = sum(v.category_hits for v in verdicts) / len(verdicts)
     colour = sum(v.colour_hits for v in verdicts) / len(verdicts)
@@ -96,8 +96,11 @@ def test_demo_generator_draws_the_asked_garment_as_an_independent_judge_sees_it(
     print(f"diffusion arm, 40 prompts x 4 images: asked category {category:.2f}, asked colour {colour:.2f} of 4 "
           f"(judge's own test accuracy {judge.accuracy[0]:.3f} / {judge.accuracy[1]:.3f}); grids with a pair "
           f"nearer than {judge.threshold:.2f}: {len(collapsed)}")
-    assert judge.accuracy[0] >= 0.85 and judge.accuracy[1] >= 0.8  # the judge itself must see the catalogue
-    # Issue 20's targets are 3 and 3.5; the shipped model (2127 steps, 100 min on one core) measured 2.60 and
-    # 1.70 (bench/RESULTS.md). These floors keep it from getting worse; the targets are still open.
-    assert category >= 2.0 and colour >= 1.2
+    assert judge.accuracy[0] >= 0.9 and judge.accuracy[1] >= 0.88  # the judge itself must see the catalogue
+    # Issue 20's targets are 3 and 3.5 of 4. The shipped model (2127 steps, 100 min on one core), drawing 12
+    # candidates and showing the 4 the finetuned encoder scores closest, measured 3.23 and 2.52 (2026-12-03,
+    # bench/RESULTS.md): the category target holds; the colour target is still open and this floor keeps the
+    # colour from getting worse.
+    assert category >= 3.0
+    assert colour >= 2.2
     assert not collapsed
