@@ -3,9 +3,11 @@
     python -m bench demo_build                 # fresh build into a temporary cache (4-5 min here), then 3 restarts
     python -m bench demo_build --skip-fresh    # restarts only
 
-Fresh build: ``python -m dressup demo build`` on a copy of ``assets/demo.toml`` whose cache, catalogue, encoder
-folders and GAN checkpoint all live in a temporary folder, so everything is built from nothing (catalogue
-drawing, three encoders, the DCGAN, the four indexes) and the real ``cache/demo`` is not touched. Timed from
+Fresh build: ``python -m dressup demo build --from-scratch`` on a copy of ``assets/demo.toml`` whose cache,
+catalogue, encoder folders and generator checkpoint all live in a temporary folder, so everything is built from
+nothing (catalogue drawing, three encoders, the diffusion generator, the four indexes; the shipped weights are
+not used) and the real ``cache/demo`` is not touched. A fresh clone's first start, which uses the shipped
+weights, is ``python -m bench first_start``. Timed from
 the process start to its exit; CPU seconds are the child's (user + system, from ``wait4``). The build itself
 uses as many torch threads as cores are idle when it starts (``dressup.demo._choose_threads``).
 
@@ -44,7 +46,8 @@ def fresh_build(folder: Path, timeout_s: float, heartbeat_s: float = 60) -> dict
     load = os.getloadavg()[0]
     with open(log_path, "w", encoding="utf-8") as log:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "dressup", "demo", "build", "--study", str(study)],
+        command = [sys.executable, "-m", "dressup", "demo", "build", "--from-scratch", "--study", str(study)]
+        proc = subprocess.Popen(command,
                                 cwd=REPO, env=offline_env(), stdout=log, stderr=subprocess.STDOUT)
         next_beat = started + heartbeat_s
         while True:
@@ -137,8 +140,8 @@ def report(build: dict | None, restarts: list[dict], built_first: bool) -> str:
         rows = [["fresh `python -m dressup demo build`", build["wall"], build["cpu"], build["models_s"],
                  build["peak_mb"], f"<= {TARGET_BUILD_S:g} s", "yes" if build["wall"] <= TARGET_BUILD_S else "**no**"]]
         parts.append("Fresh build into an empty temporary cache: catalogue (4,000 items drawn), baseline, finetuned "
-                     "and STN encoders, the DCGAN, then the four indexes (`build_arms`). `models s` is the part "
-                     "`ensure_demo_build` records in BUILD.json (catalogue, encoders, GAN); the rest of the wall "
+                     "and STN encoders, the generator, then the four indexes (`build_arms`). `models s` is the part "
+                     "`ensure_demo_build` records in BUILD.json (catalogue, encoders, generator); the rest of the wall "
                      "time is Python start-up, loading the models and building the indexes. Peak RSS is the "
                      f"build process's (`ru_maxrss`). The 1-minute load average was {build['load']:.1f} when it "
                      f"started on {os.cpu_count()} cores; the build trained on {build['threads']} torch thread(s) "

@@ -115,12 +115,16 @@ def main() -> int:
 
     from dressup.catalog import load_catalog
     from dressup.colours import CATALOGUE_COLOURS, garment_colour
-    from dressup.democatalog import build_demo_catalogue, demo_catalogue_matches
+    from dressup.config import load_study
+    from dressup.demo import ensure_catalogue
     from dressup.diffusion import DiffusionGenerator, DiffusionModel, MiniLMTokens, train_diffusion_on_catalogue
 
-    if not demo_catalogue_matches(args.catalogue, size=4000, image_size=64, seed=0):
-        print(f"building the demo catalogue into {args.catalogue}")
-        build_demo_catalogue(args.catalogue, size=4000, image_size=64, seed=0)
+    # Drawn with the demo study's own [catalogue] settings (into another folder when --catalogue says so), so
+    # the demo's cache is never redrawn with other settings under the app.
+    demo = load_study(DEMO_STUDY)
+    if args.catalogue.resolve() != demo.catalogue.root.resolve():
+        demo.catalogue.root = args.catalogue
+    ensure_catalogue(demo)
     catalog = load_catalog(args.catalogue, require_images=True)
     categories = list(catalog.categories)
     colours = catalog.attribute_values("colour")
@@ -144,11 +148,10 @@ def main() -> int:
     state = args.out / "train_state.pt"  # the shipped model carries no optimiser state, so no loss curve
     losses = torch.load(state, map_location="cpu", weights_only=False)["state"]["losses"] if state.is_file() else []
     # Draw as the demo study does (its [arms.generative] drawing keys), unless the command line says otherwise.
-    from dressup.config import load_study
     from dressup.encoders import load_encoder
     from dressup.generators import PreferenceScorer
 
-    study = load_study(DEMO_STUDY)
+    study = demo
     drawing = study.arm("generative").generator
     args.guidance = float(drawing.get("guidance_scale", 3.0)) if args.guidance is None else args.guidance
     args.sampling_steps = int(drawing.get("sampling_steps", 25)) if args.sampling_steps is None else args.sampling_steps
