@@ -27,7 +27,6 @@ only for resuming).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ from dressup.dcgan import _as_unit, _batch_indices, _step_rng, images_to_tensor,
 from dressup.generators import (CommonSettings, Drawn, Generator, GeneratorSettingsError, PreferenceScorer, Prompt,
                                 _scorer, garment_phrase, image_seed, parse_settings, read_words, resolve_device)
 from dressup.records import Preference
+from dressup.weights import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class DiffusionModel:
         torch.save({"format": FORMAT, "config": asdict(self.config), "unet": self.unet.state_dict(),
                     "meta": self.meta}, tmp)
         os.replace(tmp, d / MODEL)
-        self.sha256 = _sha256(d / MODEL)
+        self.sha256 = sha256_of(d / MODEL)
         manifest = {"format": FORMAT, "sha256": self.sha256, "config": asdict(self.config), **{
             k: self.meta[k] for k in ("step", "seconds", "text_tower", "command") if k in self.meta}}
         (d / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -259,7 +259,7 @@ class DiffusionModel:
             raise DiffusionError(f"no diffusion model at {d} ({MODEL} and {MANIFEST} expected); train one with "
                                  f"dressup.diffusion.train_diffusion_on_catalogue")
         manifest = json.loads((d / MANIFEST).read_text())
-        digest = _sha256(d / MODEL)
+        digest = sha256_of(d / MODEL)
         if digest != manifest.get("sha256"):
             raise DiffusionError(f"{d / MODEL} has sha256 {digest}, not {manifest.get('sha256')} as {MANIFEST} "
                                  f"says: the file was changed or truncated; restore it or retrain")
@@ -275,14 +275,6 @@ class DiffusionModel:
 
 def _config(d: dict[str, Any]) -> DiffusionConfig:
     return DiffusionConfig(**{"pooled": False, **d, "widths": tuple(d["widths"])})  # files before `pooled`
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------
