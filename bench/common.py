@@ -512,18 +512,19 @@ class AppProcess:
 
 def start_app(study: Path, folder: Path, *, timeout_s: float = 3600, marks: Sequence[str] = (),
               poll_s: float = 0.1, heartbeat_s: float = 60, say: Callable[[str], None] = print,
-              repo: Path = REPO) -> AppProcess:
+              repo: Path = REPO, env: dict[str, str] | None = None) -> AppProcess:
     """Start ``python app.py --study STUDY`` on a free loopback port, with Gradio's temp files and the log under
     ``folder``, and return once GET /config answers (``ready_s`` says when). ``marks`` are log lines to time
     (the first line containing each). Raises RuntimeError with the log's tail if the app exits or does not
     answer within ``timeout_s``; every ``heartbeat_s`` it says what the log shows last, since a demo study
-    whose models are not built yet builds them first (minutes). ``repo``: the project whose app.py runs."""
+    whose models are not built yet builds them first (minutes). ``repo``: the project whose app.py runs; ``env``:
+    more environment for the app."""
     import urllib.request
 
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = folder / f"app-{port}.log"
-    env = offline_env(GRADIO_TEMP_DIR=str(folder / "gradio"))
+    env = offline_env(GRADIO_TEMP_DIR=str(folder / "gradio"), **(env or {}))
     log = open(log_path, "w", encoding="utf-8")
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(repo / "app.py"), "--study", str(study), "--host", "127.0.0.1",

@@ -77,10 +77,14 @@ class Calls:
         return percentile(self.wall, q)
 
 
-def client(url: str):
+def client(url: str, k: int):
+    """Participant ``k``'s browser, arriving from its own address: the app is started as behind a reverse proxy
+    (``DRESSUP_BEHIND_PROXY=1``) and trusts this X-Forwarded-For, so its per-address budgets (study.limits) see
+    many participants, as on a Space, not one client flooding it from 127.0.0.1 (which it refuses with 429)."""
     from gradio_client import Client
 
-    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False,
+                  headers={"X-Forwarded-For": f"10.0.{k // 250}.{k % 250 + 1}"})
 
 
 def is_image(v: Any) -> bool:
@@ -106,8 +110,8 @@ def submit(c, i: int) -> float:
     return wall
 
 
-def consented(url: str):
-    c = client(url)
+def consented(url: str, k: int):
+    c = client(url, k)
     c.predict(api_name="/consent")
     return c
 
@@ -116,7 +120,7 @@ def one_at_a_time(url: str, pid: int, n: int, first: int) -> Calls:
     calls = Calls()
     started = time.perf_counter()
     for i in range(first, first + n):
-        c = consented(url)
+        c = consented(url, i)
         cpu = process_cpu_s(pid)
         try:
             calls.wall.append(submit(c, i))
@@ -136,7 +140,7 @@ def all_at_once(url: str, pid: int, n: int, first: int) -> Calls:
 
     def participant(k: int) -> None:
         try:
-            c = consented(url)
+            c = consented(url, first + k)
         except Exception as e:  # noqa: BLE001
             with lock:
                 calls.errors.append(f"consent: {type(e).__name__}: {e}")
@@ -186,7 +190,7 @@ def report(first_s: float, one: Calls, many: Calls | None, n_many: int, app, mem
     table = markdown_table(["Submit (text + 2 photos -> 4 grids)", "n", "p50 s", "p95 s", "max s",
                             "app CPU s/call", "errors", "target", "met"], rows)
     parts = [
-        "Demo study (`assets/demo.toml`: 4 arms — 3 retrieval over the 4,000-item demo catalogue, 1 DCGAN) served "
+        "Demo study (`assets/demo.toml`: 4 arms — 3 retrieval over the 4,000-item demo catalogue, 1 generative) served "
         "by `python app.py` on a copy of the study file writing to a temporary results folder; each call is "
         "`gradio_client` `/submit_preference` with a description and 2 of `assets/photos` (upload + queue + four "
         "arms + stored grids). App CPU s/call: the app process's CPU seconds per call (for the concurrent row, "
@@ -232,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = demo_study_copy(folder)
         print(f"starting the app on {study} (results in {folder / 'results'})", flush=True)
-        app = start_app(study, folder / "app", timeout_s=args.start_timeout)
+        app = start_app(study, folder / "app", timeout_s=args.start_timeout,
+                        env={"DRESSUP_BEHIND_PROXY": "1"})
         print(f"app answered after {app.ready_s:.1f} s at {app.url}", flush=True)
         memory = {"after start": process_memory_mb(app.pid)}
 
-        c = consented(app.url)
+        c = consented(app.url, 9999)
         t0 = time.perf_counter()
         submit(c, 0)
         first_s = time.perf_counter() - t0
