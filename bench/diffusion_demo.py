@@ -151,14 +151,13 @@ def main() -> int:
     from dressup.encoders import load_encoder
     from dressup.generators import PreferenceScorer
 
-    study = demo
-    drawing = study.arm("generative").generator
+    drawing = demo.arm("generative").generator
     args.guidance = float(drawing.get("guidance_scale", 3.0)) if args.guidance is None else args.guidance
     args.sampling_steps = int(drawing.get("sampling_steps", 25)) if args.sampling_steps is None else args.sampling_steps
     args.candidates = int(drawing.get("candidates", 4)) if args.candidates is None else args.candidates
     scorer = None
     if args.candidates > 4:  # the demo build's encoder (python -m dressup demo build)
-        scorer = PreferenceScorer(load_encoder(study.encoder(drawing.get("encoder") or "finetuned")),
+        scorer = PreferenceScorer(load_encoder(demo.encoder(drawing.get("encoder") or "finetuned")),
                                   float(drawing.get("text_weight", 0.5)))
     gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, palette=CATALOGUE_COLOURS,
                              candidates=args.candidates, scorer=scorer)

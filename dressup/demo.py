@@ -146,7 +146,9 @@ def ensure_catalogue(study: Study, progress: bool = True) -> None:
                          inshop_garments=c.inshop_garments, progress=progress)
 
 
-def _local_dir(study: Study, name: str) -> Path:
+def local_dir(study: Study, name: str) -> Path:
+    """The folder a trained encoder lives in (its ``local:`` spec): where the build trains it and where shipped
+    weights are unpacked (``dressup.weights``)."""
     spec = study.encoder(name).spec
     if not spec.startswith("local:"):
         raise StudyFileError(f"[encoders.{name}] must be a 'local:' folder to be trained into, not {spec!r}")
@@ -190,7 +192,7 @@ def train_from_spec(study: Study, spec: TrainSpec, *, progress: bool = True, ste
     paths = [it.image_path for it in items]  # decoded by train_encoder: in memory if small, else streamed
     n_steps = steps or spec.steps or max(1, int(spec.epochs * len(items) / spec.batch_size))
     del items  # the catalogue's records are not needed while training: only paths and captions are
-    return train_encoder(encoder, paths, captions, out_dir=_local_dir(study, spec.name), steps=n_steps,
+    return train_encoder(encoder, paths, captions, out_dir=local_dir(study, spec.name), steps=n_steps,
                          batch_size=spec.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
                          warmup=spec.warmup, lock_text=spec.lock_text, seed=study.seed, progress=progress,
                          duplicates=spec.duplicates, checkpoint_every=spec.checkpoint_every,
@@ -289,7 +291,7 @@ def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = Fals
         how = "shipped" if not from_scratch and _use_shipped(study, progress) else "trained"
         if how == "trained":
             for spec in train_order(study, build_only=True):
-                if not (_local_dir(study, spec.name) / "encoder.json").is_file() or _checkpoint_behind(study, spec):
+                if not (local_dir(study, spec.name) / "encoder.json").is_file() or _checkpoint_behind(study, spec):
                     train_from_spec(study, spec, progress=progress)
             for arm in study.arms:
                 if arm.kind == "generative" and arm.generator.get("kind") == "dcgan":
@@ -343,7 +345,7 @@ def train_diffusion_from_study(study: Study, *, arm: str = "generative", steps: 
 
 def _outputs(study: Study) -> list[Path]:
     """Folders the build trains into (encoders and GAN checkpoints); the catalogue has its own stamp."""
-    out = [_local_dir(study, name) for name, t in study.train.items() if t.build]
+    out = [local_dir(study, name) for name, t in study.train.items() if t.build]
     for arm in study.arms:
         if arm.kind == "generative" and arm.generator.get("checkpoint"):
             out.append(Path(arm.generator["checkpoint"]))
@@ -354,5 +356,5 @@ def _checkpoint_behind(study: Study, spec: TrainSpec) -> bool:
     """True when a recipe's folder holds a checkpoint short of its step count (an interrupted build)."""
     from dressup.train import read_train_log
 
-    log = read_train_log(_local_dir(study, spec.name))
+    log = read_train_log(local_dir(study, spec.name))
     return bool(spec.steps) and (not log or log[-1].get("step", 0) < spec.steps)

@@ -25,6 +25,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from dressup.config import Study, StudyFileError
+from dressup.demo import local_dir
 
 FORMAT = "dressup-weights/1"
 MANIFEST = "WEIGHTS.json"
@@ -43,13 +44,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _encoder_dir(study: Study, name: str) -> Path:
-    spec = study.encoder(name).spec
-    if not spec.startswith("local:"):
-        raise StudyFileError(f"[encoders.{name}] must be a 'local:' folder to hold trained weights, not {spec!r}")
-    return Path(spec[len("local:"):])
 
 
 def _root_encoder(study: Study, name: str) -> str:
@@ -96,7 +90,7 @@ def pack(study: Study, *, key: str, out: Path | None = None) -> Path:
     files: dict[str, str] = {}
     trained: dict[str, Any] = {}
     for name in encoders:
-        folder = _encoder_dir(study, name)
+        folder = local_dir(study, name)
         enc = load_encoder("local:" + str(folder))
         trunk = trunk_keys(enc)
         state = load_file(str(folder / ENCODER_WEIGHTS))
@@ -171,7 +165,7 @@ def unpack(study: Study, folder: Path, manifest: dict[str, Any]) -> None:
         if root not in donors:  # the text tower every encoder of the chain shares, from its package
             donors[root] = load_encoder(study.encoder(root))
         donor = donors[root]
-        target = _encoder_dir(study, name)
+        target = local_dir(study, name)
         shutil.rmtree(target, ignore_errors=True)
         donor.save(target)  # its backend files (text tower config, tokenizer) are the trained encoder's too
         trunk = trunk_keys(donor)
