@@ -101,6 +101,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (one is faster on a busy 2-core machine)")
     p.add_argument("--guidance", type=float, help="default: the demo study's guidance_scale")
     p.add_argument("--sampling-steps", type=int, help="default: the demo study's sampling_steps")
+    p.add_argument("--eta", type=float, help="DDIM's noise per step (0 deterministic, 1 ancestral); default: the "
+                                             "demo study's eta")
     p.add_argument("--candidates", type=int, help="images drawn per grid, the 4 the study's scoring encoder puts "
                                                   "closest to the prompt shown; default: the demo study's")
     p.add_argument("--prompts", type=int, default=40)
@@ -155,11 +157,13 @@ def main() -> int:
     args.guidance = float(drawing.get("guidance_scale", 3.0)) if args.guidance is None else args.guidance
     args.sampling_steps = int(drawing.get("sampling_steps", 25)) if args.sampling_steps is None else args.sampling_steps
     args.candidates = int(drawing.get("candidates", 4)) if args.candidates is None else args.candidates
+    args.eta = float(drawing.get("eta", 0.0)) if args.eta is None else args.eta
     scorer = None
     if args.candidates > 4:  # the demo build's encoder (python -m dressup demo build)
         scorer = PreferenceScorer(load_encoder(demo.encoder(drawing.get("encoder") or "finetuned")),
                                   float(drawing.get("text_weight", 0.5)))
-    gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, palette=CATALOGUE_COLOURS,
+    gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, eta=args.eta,
+                             palette=CATALOGUE_COLOURS,
                              candidates=args.candidates, scorer=scorer)
 
     t0 = time.perf_counter()
@@ -173,7 +177,7 @@ def main() -> int:
     mean = {k: float(np.mean([r[k] for r in rows])) for k in
             ("category_hits", "colour_hits", "both_hits", "pixel_colour_hits", "nearest_pair")}
     distinct = float(np.mean([r["nearest_pair"] > threshold for r in rows]))
-    if str(args.sheet):
+    if args.sheet.name:  # Path('') reads as '.', whose name is ''
         # 256 colours keep the sheet small enough to commit (about 100 KB instead of 300)
         labelled_sheet(sheet_rows).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
                                             dither=Image.Dither.NONE).save(args.sheet, optimize=True)
@@ -188,7 +192,7 @@ def main() -> int:
         + (f"; training loss (mean of the last 100 steps) {np.mean(losses[-100:]):.4f}, first 100 "
            f"{np.mean(losses[:100]):.4f}" if losses else "")
         + f". Sampling ({args.threads} torch thread(s)): DDIM "
-        f"{args.sampling_steps} steps, guidance {args.guidance}, "
+        f"{args.sampling_steps} steps, eta {args.eta:g}, guidance {args.guidance}, "
         + (f"{args.candidates} candidates per grid, the 4 closest to the prompt under the "
            f"{drawing.get('encoder') or 'finetuned'} encoder shown, " if scorer is not None else "")
         + f"{sample_s:.1f} s per grid of four. Model sha256 "
@@ -208,7 +212,7 @@ def main() -> int:
           f"other item of the same colour and category (median {catalogue_median:.2f}). Per-prompt detail: "
           f"`{args.out / 'judged.json'}`"
         + (f"; sample sheet (first {len(sheet_rows)} prompts, 4 seeds each): `{shown_path(args.sheet)}`."
-           if str(args.sheet) else ".")
+           if args.sheet.name else ".")
     )
     print(body)
     if not args.no_save:

@@ -71,8 +71,8 @@ def build_key(study: Study, *, version: bool = True) -> str:
 
 # Generator keys that only say how a trained model draws (guidance, sampling steps, candidate scoring, display):
 # changing them changes no weights, so they stay out of the build key and the shipped weights stay usable.
-DRAWING_KEYS = frozenset({"guidance_scale", "sampling_steps", "display_size", "colour_grounding", "candidates",
-                          "text_weight"})
+DRAWING_KEYS = frozenset({"guidance_scale", "sampling_steps", "eta", "display_size", "colour_grounding",
+                          "candidates", "text_weight"})
 
 
 def _trained_settings(generator: dict) -> dict:

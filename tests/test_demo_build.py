@@ -33,7 +33,7 @@ def test_how_the_generator_draws_is_not_in_the_key_how_it_is_trained_is():
     study = load_study(DEMO)
     arm = study.arm("generative")
     key = build_key(study)
-    drawing = {"guidance_scale": 9.0, "sampling_steps": 50, "candidates": 16, "encoder": "stn", "text_weight": 1.0}
+    drawing = {"guidance_scale": 9.0, "sampling_steps": 50, "eta": 0.5, "candidates": 16, "encoder": "stn", "text_weight": 1.0}
     arm.generator.update(drawing)
     assert build_key(study) == key
     arm.generator["steps"] = int(arm.generator["steps"]) + 1

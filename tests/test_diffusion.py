@@ -95,6 +95,17 @@ def test_sampling_is_deterministic_under_a_seed(trained):
     assert a[0].size == (16, 16)
 
 
+def test_ancestral_sampling_keeps_each_seed_its_own_image(trained):
+    """With eta > 0 every step adds noise; each image draws it from its own seed's generator, so an image does
+    not depend on which other seeds share its batch (a grid and a rerun of one of its cells agree)."""
+    model = trained[0]
+    pair = model.images("red square", [1, 2], steps=3, eta=1.0)
+    alone = model.images("red square", [2], steps=3, eta=1.0)
+    assert np.array_equal(np.array(pair[1]), np.array(alone[0]))
+    deterministic = model.images("red square", [2], steps=3, eta=0.0)
+    assert np.abs(np.array(alone[0], dtype=float) - np.array(deterministic[0], dtype=float)).mean() > 1.0
+
+
 def test_guidance_changes_the_output(trained):
     model = trained[0]
     plain = np.array(model.images("red square", [7], guidance_scale=1.0, steps=3)[0], dtype=float)
@@ -154,5 +165,10 @@ def test_study_file_reaches_the_diffusion_generator(tmp_path):
     assert shown[0].extra["prompt"] == "a red frock"  # colour words grounded in the catalogue's names
     with pytest.raises(GeneratorSettingsError, match="needs checkpoint"):
         load_generator({"kind": "diffusion"}, device="cpu", base_dir=tmp_path)
+    with pytest.raises(GeneratorSettingsError, match="eta = 2"):
+        load_generator({"kind": "diffusion", "checkpoint": "gen", "eta": 2}, device="cpu", base_dir=tmp_path)
+    ancestral = load_generator({"kind": "diffusion", "checkpoint": "gen", "sampling_steps": 2, "display_size": 16,
+                                "eta": 1.0}, device="cpu", base_dir=tmp_path)
+    assert ancestral.id_settings()["eta"] == 1.0 and "eta" not in gen.id_settings()
     with pytest.raises(GeneratorSettingsError, match="no diffusion model"):
         load_generator({"kind": "diffusion", "checkpoint": "missing"}, device="cpu", base_dir=tmp_path)
