@@ -119,7 +119,7 @@ def main() -> int:
     from dressup.colours import CATALOGUE_COLOURS, garment_colour
     from dressup.config import load_study
     from dressup.demo import ensure_catalogue
-    from dressup.diffusion import DiffusionGenerator, DiffusionModel, MiniLMTokens, train_diffusion_on_catalogue
+    from dressup.diffusion import train_diffusion_on_catalogue
 
     # Drawn with the demo study's own [catalogue] settings (into another folder when --catalogue says so), so
     # the demo's cache is never redrawn with other settings under the app.
@@ -140,31 +140,23 @@ def main() -> int:
           f"distinctness threshold {threshold:.2f} (catalogue median {catalogue_median:.2f})")
 
     # The generator.
-    tower = MiniLMTokens()
-    if args.steps == 0:  # judge only: a model already trained (e.g. the demo's, cache/demo/diffusion), untouched
-        model = DiffusionModel.load(args.out, tower)
-    else:
-        model = train_diffusion_on_catalogue(catalog, args.out, steps=args.steps, tower=tower,
-                                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                             deadline=deadline_of(args), checkpoint_every=100)
+    if args.steps:  # else judge only: a model already trained (e.g. the demo's, cache/demo/diffusion), untouched
+        train_diffusion_on_catalogue(catalog, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                     seed=args.seed, deadline=deadline_of(args), checkpoint_every=100)
     state = args.out / "train_state.pt"  # the shipped model carries no optimiser state, so no loss curve
     losses = torch.load(state, map_location="cpu", weights_only=False)["state"]["losses"] if state.is_file() else []
-    # Draw as the demo study does (its [arms.generative] drawing keys), unless the command line says otherwise.
+    # Drawn through the study's own loader with the demo study's [arms.generative] keys (its defaults and checks
+    # too), the model from --out, and what the command line overrides.
     from dressup.encoders import load_encoder
-    from dressup.generators import PreferenceScorer
+    from dressup.generators import load_generator
 
-    drawing = demo.arm("generative").generator
-    args.guidance = float(drawing.get("guidance_scale", 3.0)) if args.guidance is None else args.guidance
-    args.sampling_steps = int(drawing.get("sampling_steps", 25)) if args.sampling_steps is None else args.sampling_steps
-    args.candidates = int(drawing.get("candidates", 4)) if args.candidates is None else args.candidates
-    args.eta = float(drawing.get("eta", 0.0)) if args.eta is None else args.eta
-    scorer = None
-    if args.candidates > 4:  # the demo build's encoder (python -m dressup demo build)
-        scorer = PreferenceScorer(load_encoder(demo.encoder(drawing.get("encoder") or "finetuned")),
-                                  float(drawing.get("text_weight", 0.5)))
-    gen = DiffusionGenerator(model, guidance_scale=args.guidance, steps=args.sampling_steps, eta=args.eta,
-                             palette=CATALOGUE_COLOURS,
-                             candidates=args.candidates, scorer=scorer)
+    drawing = dict(demo.arm("generative").generator, checkpoint=str(args.out.resolve()))
+    drawing.update({k: v for k, v in (("guidance_scale", args.guidance), ("sampling_steps", args.sampling_steps),
+                                      ("eta", args.eta), ("candidates", args.candidates)) if v is not None})
+    scoring = drawing.get("encoder") or "finetuned"
+    encoder = load_encoder(demo.encoder(scoring)) if int(drawing.get("candidates", 4)) > 4 else None
+    gen = load_generator(drawing, device="cpu", encoder=encoder, palette=CATALOGUE_COLOURS)
+    model = gen.model
 
     t0 = time.perf_counter()
     verdicts = judge_grids(judge, gen, prompts=args.prompts, seed=args.seed)
@@ -192,9 +184,9 @@ def main() -> int:
         + (f"; training loss (mean of the last 100 steps) {np.mean(losses[-100:]):.4f}, first 100 "
            f"{np.mean(losses[:100]):.4f}" if losses else "")
         + f". Sampling ({args.threads} torch thread(s)): DDIM "
-        f"{args.sampling_steps} steps, eta {args.eta:g}, guidance {args.guidance}, "
-        + (f"{args.candidates} candidates per grid, the 4 closest to the prompt under the "
-           f"{drawing.get('encoder') or 'finetuned'} encoder shown, " if scorer is not None else "")
+        f"{gen.steps} steps, eta {gen.eta:g}, guidance {gen.guidance_scale}, "
+        + (f"{gen.candidates} candidates per grid, the 4 closest to the prompt under the "
+           f"{scoring} encoder shown, " if gen.scorer is not None else "")
         + f"{sample_s:.1f} s per grid of four. Model sha256 "
         f"`{model.sha256[:16]}…`.\n\n"
         f"Judge (trained here on the catalogue's train split, {args.judge_steps} steps, {judge_s:.0f} s): "

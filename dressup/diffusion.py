@@ -169,8 +169,12 @@ def sample(unet, config: DiffusionConfig, states: torch.Tensor, mask: torch.Tens
     """
     dev = next(unet.parameters()).device
     s = config.image_size
-    noise = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-    x = torch.stack([torch.randn(3, s, s, generator=g) for g in noise]).to(dev)
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+    def noise() -> torch.Tensor:
+        return torch.stack([torch.randn(3, s, s, generator=g) for g in generators]).to(dev)
+
+    x = noise()
     n = len(seeds)
     guided = float(guidance_scale) != 1.0
     cond_h, cond_m = states.expand(n, -1, -1), mask.expand(n, -1)
@@ -188,8 +192,7 @@ def sample(unet, config: DiffusionConfig, states: torch.Tensor, mask: torch.Tens
         if guided:
             uncond, cond = eps.chunk(2)
             eps = uncond + float(guidance_scale) * (cond - uncond)
-        step_noise = torch.stack([torch.randn(3, s, s, generator=g) for g in noise]).to(dev) if eta else None
-        x = scheduler.step(eps, t, x, eta=float(eta), variance_noise=step_noise).prev_sample
+        x = scheduler.step(eps, t, x, eta=float(eta), variance_noise=noise() if eta else None).prev_sample
     unet.train(was)
     return x.clamp(-1, 1)
 
@@ -524,6 +527,9 @@ def load_diffusion_generator(settings: dict[str, Any], *, device, encoder, base_
     per step, 0 deterministic to 1 ancestral), ``display_size`` (128),
     ``colour_grounding`` (true: the reader or the palette, as for the DCGAN), plus the keys every kind takes."""
     s = parse_settings(settings, DiffusionSettings, "generator (diffusion)")
+    if not 0.0 <= s.eta <= 1.0:
+        raise GeneratorSettingsError(f"[generator (diffusion)] eta = {s.eta}: give a number from 0 (deterministic "
+                                     f"DDIM) to 1 (ancestral, DDPM-like)")
     if not s.checkpoint:
         raise GeneratorSettingsError("[generator (diffusion)] needs checkpoint = '<folder with model.pt and "
                                      "model.json>'")
@@ -538,9 +544,6 @@ def load_diffusion_generator(settings: dict[str, Any], *, device, encoder, base_
         from dressup.colours import CATALOGUE_COLOURS
 
         palette = CATALOGUE_COLOURS
-    if not 0.0 <= s.eta <= 1.0:
-        raise GeneratorSettingsError(f"[generator (diffusion)] eta = {s.eta}: give a number from 0 (deterministic "
-                                     f"DDIM) to 1 (ancestral, DDPM-like)")
     return DiffusionGenerator(model, guidance_scale=s.guidance_scale, steps=s.sampling_steps, eta=s.eta,
                               display_size=s.display_size, palette=palette if s.colour_grounding else None,
                               reader=reader if s.colour_grounding else None, candidates=s.candidates, scorer=scorer)
