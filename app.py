@@ -42,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # torch, the models and Gradio load only now, so a bad study file or results folder is reported at once
     from dressup.arms import ArmLoadError, build_arms
+    from dressup.demo import ensure_study_models
     from study.database import DatabaseUnavailable, masked
     from study.push import PushError, start_push
     from study.ui import build_ui, launch
 
     try:
+        ensure_study_models(study, progress=True)  # the demo's models, trained or unpacked at its first start
         arms = build_arms(study, progress=True)
         sessions = Sessions(study, arms)
         push = start_push(study.push, sessions.store)  # completed participants to a private dataset, if [push]

@@ -1,7 +1,8 @@
 """``python -m bench`` lists the benchmarks; ``python -m bench NAME [ARGS]`` runs ``bench/NAME.py`` with ARGS.
 
-A benchmark is any ``bench/*.py`` file other than this package's own modules; its module docstring's first
-line is its description, and it is run as ``__main__`` so each script also works as ``python bench/NAME.py``.
+A benchmark is any ``bench/*.py`` file other than this package's own modules (its helpers live in the
+subpackages ``bench/common/`` and ``bench/attacks/``, and in ``hosts.py``); its module docstring's first line is
+its description, and it is run as ``__main__`` so each script also works as ``python bench/NAME.py``.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NOT_BENCHMARKS = {"__init__", "__main__", "common", "hosts"}
+NOT_BENCHMARKS = {"__init__", "__main__", "hosts"}
 
 
 def benchmarks() -> dict[str, str]:

@@ -4,7 +4,7 @@
     python -m bench diffusion_demo --steps 2000 --until 15:40   # at most 2000 steps, and stop at 15:40 UTC
     python -m bench diffusion_demo --steps 0 --out cache/demo/diffusion   # judge the demo's model as it draws
 
-Trains ``dressup.diffusion`` on the demo catalogue (built with the demo's settings if missing) and asks its
+Trains ``dressup.generators.diffusion`` on the demo catalogue (built with the demo's settings if missing) and asks its
 generator (``DiffusionGenerator``, the study's interface) for 4 images per "colour + category" prompt
 (``dressup.generators.colour_prompts``: every colour but white, x every category, shuffled, 40 by default).
 
@@ -21,13 +21,14 @@ closer than 99% of real, different garments of one description come to each othe
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 import datetime as dt
 import json
 import re
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,7 +36,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from bench.common import RESULTS, DEMO_CATALOGUE, DEMO_STUDY, command_line, fmt, load_average, machine_line, markdown_table  # noqa: E402
+from bench.common import (DEMO_CATALOGUE, DEMO_STUDY, RESULTS, command_line, fmt, load_average,  # noqa: E402
+                          machine_line, markdown_table)
 from dressup.judge import JUDGE_STEPS, judge_grids, train_catalogue_judge  # noqa: E402
 
 TITLE = "## Generative arm (diffusion)"
@@ -78,6 +80,7 @@ def shown_path(path: Path) -> str:
 
 
 def deadline_of(args: argparse.Namespace) -> float | None:
+    """When training must stop (``--minutes``, ``--until``, the earlier of the two), or None."""
     ends = []
     if args.minutes:
         ends.append(time.time() + 60 * args.minutes)
@@ -88,7 +91,8 @@ def deadline_of(args: argparse.Namespace) -> float | None:
     return min(ends) if ends else None
 
 
-def main() -> int:
+# ---------------------------------------------------------------------------------------------- arguments
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--catalogue", type=Path, default=DEMO_CATALOGUE, help="built with the demo's settings if missing")
     p.add_argument("--out", type=Path, default=Path("/tmp/dressup-bench/diffusion"), help="training folder (resumed)")
@@ -109,17 +113,15 @@ def main() -> int:
     p.add_argument("--judge-steps", type=int, default=JUDGE_STEPS)
     p.add_argument("--sheet", type=Path, default=SHEET, help="sample sheet PNG ('' for none)")
     p.add_argument("--no-save", action="store_true", help="print, do not write RESULTS.md")
-    args = p.parse_args()
-    command = command_line("diffusion_demo")
-    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load_start = load_average()
-    torch.set_num_threads(args.threads)
+    return p.parse_args()
 
+
+# ---------------------------------------------------------------------------------------------- the run
+def demo_catalogue(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The demo study and its catalogue at ``--catalogue``, drawn if missing."""
     from dressup.catalog import load_catalog
-    from dressup.colours import CATALOGUE_COLOURS, garment_colour
     from dressup.config import load_study
     from dressup.demo import ensure_catalogue
-    from dressup.diffusion import train_diffusion_on_catalogue
 
     # Drawn with the demo study's own [catalogue] settings (into another folder when --catalogue says so), so
     # the demo's cache is never redrawn with other settings under the app.
@@ -127,19 +129,34 @@ def main() -> int:
     if args.catalogue.resolve() != demo.catalogue.root.resolve():
         demo.catalogue.root = args.catalogue
     ensure_catalogue(demo)
-    catalog = load_catalog(args.catalogue, require_images=True)
-    categories = list(catalog.categories)
-    colours = catalog.attribute_values("colour")
+    return demo, load_catalog(args.catalogue, require_images=True)
 
-    # The judge, on the catalogue alone.
+
+def train_judge(catalog: Any, args: argparse.Namespace) -> tuple[Any, float]:
+    """The judge, on the catalogue alone; and the seconds it took."""
     t0 = time.perf_counter()
     judge = train_catalogue_judge(catalog, steps=args.judge_steps, seed=args.seed)
-    judge_acc, threshold, catalogue_median = judge.accuracy, judge.threshold, judge.catalogue_median
     judge_s = time.perf_counter() - t0
-    print(f"judge: category {judge_acc[0]:.3f}, colour {judge_acc[1]:.3f} on the test split ({judge_s:.0f} s); "
-          f"distinctness threshold {threshold:.2f} (catalogue median {catalogue_median:.2f})")
+    print(f"judge: category {judge.accuracy[0]:.3f}, colour {judge.accuracy[1]:.3f} on the test split "
+          f"({judge_s:.0f} s); distinctness threshold {judge.threshold:.2f} (catalogue median "
+          f"{judge.catalogue_median:.2f})")
+    return judge, judge_s
 
-    # The generator.
+
+@dataclass
+class Drawn:
+    """The generator as the study draws with it, its training losses and the scoring encoder's name."""
+
+    gen: Any
+    losses: list[float]
+    scoring: str
+
+
+def train_generator(catalog: Any, demo: Any, args: argparse.Namespace) -> Drawn:
+    """Train (resuming in ``--out``) unless ``--steps 0``, then load the model as the study's generator."""
+    from dressup.colours import CATALOGUE_COLOURS
+    from dressup.generators.diffusion_train import train_diffusion_on_catalogue
+
     if args.steps:  # else judge only: a model already trained (e.g. the demo's, cache/demo/diffusion), untouched
         train_diffusion_on_catalogue(catalog, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                      seed=args.seed, deadline=deadline_of(args), checkpoint_every=100)
@@ -156,7 +173,23 @@ def main() -> int:
     scoring = drawing.get("encoder") or "finetuned"
     encoder = load_encoder(demo.encoder(scoring)) if int(drawing.get("candidates", 4)) > 4 else None
     gen = load_generator(drawing, device="cpu", encoder=encoder, palette=CATALOGUE_COLOURS)
-    model = gen.model
+    return Drawn(gen, losses, scoring)
+
+
+@dataclass
+class Judged:
+    """The judge's verdicts per prompt (``rows``), their means, and the sampling time per grid."""
+
+    rows: list[dict]
+    mean: dict[str, float]
+    distinct: float  # share of grids with no pair under the threshold
+    sample_s: float
+    sheet_rows: int  # prompts on the sample sheet
+
+
+def judge_generator(judge: Any, gen: Any, args: argparse.Namespace) -> Judged:
+    """Judge ``--prompts`` grids; write the sample sheet (unless ``--sheet ''``) and ``--out``/judged.json."""
+    from dressup.colours import CATALOGUE_COLOURS, garment_colour
 
     t0 = time.perf_counter()
     verdicts = judge_grids(judge, gen, prompts=args.prompts, seed=args.seed)
@@ -168,16 +201,22 @@ def main() -> int:
         rows.append({**{k: val for k, val in asdict(v).items() if k != "images"}, "pixel_colour_hits": pixel_hits})
     mean = {k: float(np.mean([r[k] for r in rows])) for k in
             ("category_hits", "colour_hits", "both_hits", "pixel_colour_hits", "nearest_pair")}
-    distinct = float(np.mean([r["nearest_pair"] > threshold for r in rows]))
+    distinct = float(np.mean([r["nearest_pair"] > judge.threshold for r in rows]))
     if args.sheet.name:  # Path('') reads as '.', whose name is ''
         # 256 colours keep the sheet small enough to commit (about 100 KB instead of 300)
         labelled_sheet(sheet_rows).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
                                             dither=Image.Dither.NONE).save(args.sheet, optimize=True)
     (args.out / "judged.json").write_text(json.dumps(rows, indent=1))
+    return Judged(rows, mean, distinct, sample_s, len(sheet_rows))
 
+
+def report(args: argparse.Namespace, catalog: Any, judge: Any, judge_s: float, drawn: Drawn, judged: Judged) -> str:
+    """The RESULTS.md section's body: how the model was trained and drawn, the judge, the table."""
+    gen, losses, mean, threshold = drawn.gen, drawn.losses, judged.mean, judge.threshold
+    model = gen.model
     meta = model.meta
-    body = (
-        f"Trained by `dressup.diffusion` ({sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters, "
+    return (
+        f"Trained by `dressup.generators.diffusion` ({sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters, "
         f"{model.config.image_size} px, widths {list(model.config.widths)}, cross-attention on MiniLM token states), "
         f"batch {meta.get('batch_size')}, AdamW lr {meta.get('lr')}, seed {meta.get('seed')}: "
         f"**{meta['step']} steps in {meta['seconds'] / 60:.1f} min** of training"
@@ -186,26 +225,38 @@ def main() -> int:
         + f". Sampling ({args.threads} torch thread(s)): DDIM "
         f"{gen.steps} steps, eta {gen.eta:g}, guidance {gen.guidance_scale}, "
         + (f"{gen.candidates} candidates per grid, the 4 closest to the prompt under the "
-           f"{scoring} encoder shown, " if gen.scorer is not None else "")
-        + f"{sample_s:.1f} s per grid of four. Model sha256 "
+           f"{drawn.scoring} encoder shown, " if gen.scorer is not None else "")
+        + f"{judged.sample_s:.1f} s per grid of four. Model sha256 "
         f"`{model.sha256[:16]}…`.\n\n"
         f"Judge (trained here on the catalogue's train split, {args.judge_steps} steps, {judge_s:.0f} s): "
-        f"test-split accuracy {judge_acc[0]:.3f} (category), {judge_acc[1]:.3f} (colour). Chance: "
-        f"{4 / len(categories):.2f} and {4 / len(colours):.2f} of 4.\n\n"
+        f"test-split accuracy {judge.accuracy[0]:.3f} (category), {judge.accuracy[1]:.3f} (colour). Chance: "
+        f"{4 / len(list(catalog.categories)):.2f} and {4 / len(catalog.attribute_values('colour')):.2f} of 4.\n\n"
         + markdown_table(
-            [f"measure ({len(rows)} prompts x 4 images)", "mean of 4", "done-when target"],
+            [f"measure ({len(judged.rows)} prompts x 4 images)", "mean of 4", "done-when target"],
             [["asked category (judge)", fmt(mean["category_hits"]), ">= 3"],
              ["asked colour (judge)", fmt(mean["colour_hits"]), ">= 3.5"],
              ["both (judge)", fmt(mean["both_hits"]), ""],
              ["asked colour (pixels, `garment_colour`)", fmt(mean["pixel_colour_hits"]), ""],
              ["grid's nearest pair, mean abs. difference (0-255)", fmt(mean["nearest_pair"]), f"> {threshold:.2f}"],
-             ["grids with no pair under the threshold (share)", fmt(distinct), "1.00"]])
+             ["grids with no pair under the threshold (share)", fmt(judged.distinct), "1.00"]])
         + f"\n\nThreshold {threshold:.2f}: the 1st percentile of the distance from a catalogue item to the nearest "
-          f"other item of the same colour and category (median {catalogue_median:.2f}). Per-prompt detail: "
+          f"other item of the same colour and category (median {judge.catalogue_median:.2f}). Per-prompt detail: "
           f"`{args.out / 'judged.json'}`"
-        + (f"; sample sheet (first {len(sheet_rows)} prompts, 4 seeds each): `{shown_path(args.sheet)}`."
+        + (f"; sample sheet (first {judged.sheet_rows} prompts, 4 seeds each): `{shown_path(args.sheet)}`."
            if args.sheet.name else ".")
     )
+
+
+def main() -> int:
+    args = parse_args()
+    command = command_line("diffusion_demo")
+    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load_start = load_average()
+    torch.set_num_threads(args.threads)
+    demo, catalog = demo_catalogue(args)
+    judge, judge_s = train_judge(catalog, args)
+    drawn = train_generator(catalog, demo, args)
+    body = report(args, catalog, judge, judge_s, drawn, judge_generator(judge, drawn.gen, args))
     print(body)
     if not args.no_save:
         record(command, body, started, load_start)

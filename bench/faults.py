@@ -4,7 +4,7 @@ read-only or full results folder; counts answers lost (the target is zero) and c
     python -m bench faults                 # 20 app kills, 100 store kills, the start-time refusals
     python -m bench faults --kills 5 --store-kills 20 --no-save
 
-The app is ``python app.py`` on the tests' tiny study (tests/app_fixtures.py: a 200-item drawn catalogue,
+The app is ``python app.py`` on the tests' tiny study (study/tiny_study.py: a 200-item drawn catalogue,
 three retrieval arms and a DCGAN), restarted on the same results folder after every kill while three
 participants answer through gradio_client. An answer counts as acknowledged once its call returned; after
 each kill the database is opened read-only, ``PRAGMA integrity_check`` is run and every acknowledged answer
@@ -25,18 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Run, emit, markdown_table  # noqa: E402
-from tests.app_fixtures import (  # noqa: E402
-    Ack,
-    answer_until_stopped,
-    can_unshare,
-    integrity_check,
-    kill_store_writer,
-    missing_acks,
-    start_app,
-    start_in_namespace,
-    study_with_results,
-    tiny_study,
-)
+from study.answer_checks import Ack, answer_until_stopped, integrity_check, missing_acks  # noqa: E402
+from study.launcher import can_unshare, start_app, start_in_namespace  # noqa: E402
+from study.store_faults import kill_store_writer  # noqa: E402
+from study.tiny_study import study_with_results, tiny_study  # noqa: E402
 
 
 def app_kill_loop(kills: int, seed: int) -> tuple[list[list], int, int]:

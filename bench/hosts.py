@@ -1,8 +1,8 @@
 """Not a benchmark: the PostgreSQL and multi-host helpers of ``python -m bench load --hosts N``.
 
-A database for the hosts (the URL given, or a fresh database on the tests' throw-away cluster,
-tests/postgres.py), N ``app.py`` processes on it started together (tests/app_fixtures.py's launcher, the
-database passed as ``DATABASE_URL``), and the check of the Latin square they dealt together.
+A database for the hosts (the URL given, or a fresh database on a throw-away cluster, study/pg_cluster.py),
+N ``app.py`` processes on it started together (study/launcher.py's launcher, the database passed as
+``DATABASE_URL``), and the check of the Latin square they dealt together.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import postgres  # noqa: E402
-from tests.app_fixtures import RunningApp, start_app  # noqa: E402
+from study import pg_cluster  # noqa: E402
+from study.launcher import RunningApp, start_app  # noqa: E402
 
 COUNTER = "latin_square"  # study.session.LATIN_SQUARE_COUNTER
 
@@ -26,21 +26,21 @@ class Databases:
 
     def __init__(self, url: str | None = None) -> None:
         self.given = url
-        self.server: postgres.PostgresServer | None = None
+        self.server: pg_cluster.PostgresServer | None = None
         if not url:
-            why = postgres.available()
+            why = pg_cluster.available()
             if why:
                 raise SystemExit(f"--hosts needs PostgreSQL: {why}; or pass --database URL")
-            self.server = postgres.server()  # initdb + pg_ctl start (fsync on), removed at exit
+            self.server = pg_cluster.server()  # initdb + pg_ctl start (fsync on), removed at exit
 
     def fresh(self) -> str:
         return self.given or self.server.fresh_database()
 
     def describe(self, url: str) -> str:
-        with postgres.Reader(url) as db:
+        with pg_cluster.Reader(url) as db:
             version = db.execute("SHOW server_version").fetchone()[0]
         where = ("the database given by --database" if self.given else
-                 "a fresh database on a throw-away cluster (tests/postgres.py: initdb, 127.0.0.1, fsync on)")
+                 "a fresh database on a throw-away cluster (study/pg_cluster.py: initdb, 127.0.0.1, fsync on)")
         return f"PostgreSQL {version.split()[0]}, {where}"
 
 
@@ -63,7 +63,7 @@ def start_hosts(study_paths: list[Path], url: str, timeout: float = 900) -> list
 
 def counter(url: str) -> int:
     """The next Latin-square position the database will hand out (0 on a fresh database)."""
-    with postgres.Reader(url) as db:
+    with pg_cluster.Reader(url) as db:
         row = db.execute("SELECT value FROM counters WHERE name = ?", (COUNTER,)).fetchone()
     return int(row[0]) if row else 0
 
@@ -94,11 +94,11 @@ def latin_square(url: str, first: int, n: int, arms: list[str]) -> Square:
     """Check the sessions at positions >= ``first`` (this run's, when nothing else writes to the database):
     positions ``first`` .. ``first + n - 1``, each once; each session's letters are the row
     ``study.design.assignment`` gives its position; arm × letter counts equal those of one host's deal."""
-    from study.design import assignment
+    from study.design import assignment  # study.session loads the models' code: only when a square is checked
     from study.session import ASSIGNMENT_SECRET
 
     sq = Square(first, n)
-    with postgres.Reader(url) as db:
+    with pg_cluster.Reader(url) as db:
         secret = db.execute("SELECT value FROM meta WHERE key = ?", (f"secret:{ASSIGNMENT_SECRET}",)).fetchone()
         order = dict(db.execute("SELECT session_id, order_index FROM sessions WHERE order_index >= ?",
                                 (first,)).fetchall())

@@ -9,14 +9,14 @@ Each participant is one gradio_client ``Client`` (one browser tab) that consents
 with two real photos, then answers every grid (wear marks, rating, comment), ranks and finishes, with a
 random pause of up to ``--think`` seconds between actions; arrivals are spread evenly over the first 80 %
 of the run so the last ones finish inside it. Afterwards every answer of every completed session is looked
-up in the database (``tests.app_fixtures.assert_answers_stored``). The demo study runs on a copy of
+up in the database (``study.answer_checks.assert_answers_stored``). The demo study runs on a copy of
 assets/demo.toml whose results go to a temporary folder (the built cache/demo models are reused).
 
     python -m bench load --tiny --hosts 2             # two app processes sharing one PostgreSQL database
 
 ``--hosts N`` starts N app processes, each on its own port, all storing their answers in one PostgreSQL
 database through ``DATABASE_URL`` (``--database URL``, else a fresh database on a throw-away cluster from
-tests/postgres.py), and deals the participants round-robin over them; with ``--compare`` (on by default when
+study/pg_cluster.py), and deals the participants round-robin over them; with ``--compare`` (on by default when
 N > 1) the same participants then run against one host on a fresh database of the same server. Afterwards the
 database is checked: every answer stored, one Latin square (order_index 0..n-1, each used once, every session
 dealt the design's row, arm x letter counts those of one host). ``--database URL`` alone runs one host on it.
@@ -24,7 +24,9 @@ dealt the design's row, arm x letter counts those of one host). ``--database URL
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -32,28 +34,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO, Run, emit, markdown_table, percentile  # noqa: E402
-from tests.app_fixtures import (  # noqa: E402
-    LETTERS4,
-    Answers,
-    RunningApp,
-    assert_answers_stored,
-    client,
-    finish,
-    give_preference,
-    integrity_check,
-    outputs,
-    start_app,
-    tiny_study,
-    value,
-)
-
-if TYPE_CHECKING:
-    from bench.hosts import Databases, Square
+from bench.hosts import Databases, Square, counter, latin_square, start_hosts  # noqa: E402
+from dressup.config import load_study  # noqa: E402
+from dressup.demo import build_key, is_built  # noqa: E402
+from study.answer_checks import assert_answers_stored, integrity_check  # noqa: E402
+from study.launcher import RunningApp, start_app  # noqa: E402
+from study.participant_client import LETTERS4, Answers, client, finish, give_preference, outputs, value  # noqa: E402
+from study.pg_cluster import Reader  # noqa: E402
+from study.tiny_study import tiny_study  # noqa: E402
 
 
 def _rss_mb(pid: int) -> float:
@@ -74,9 +66,6 @@ def demo_study_copy(folder: Path) -> Path:
     name the same files and its demo build key is the original's: the built cache/demo is reused. Refuses
     (SystemExit) when that build is missing or stale, because starting the app would then rebuild it (about
     15 minutes, replacing the cache's models) in the middle of a benchmark."""
-    from dressup.config import load_study
-    from dressup.demo import build_key, is_built
-
     (folder / "assets").mkdir(parents=True, exist_ok=True)
     (folder / "assets" / "models").symlink_to(REPO / "assets" / "models")
     (folder / "cache").symlink_to(REPO / "cache")
@@ -131,7 +120,7 @@ class Participant:
 
 def lost_answers(conn, participants: list[Participant]) -> list[str]:
     """Sessions whose stored answers differ from what the participant gave (and had acknowledged); ``conn`` is a
-    read-only ``sqlite3`` connection or a ``tests.postgres.Reader``."""
+    read-only ``sqlite3`` connection or a ``study.pg_cluster.Reader``."""
     bad = []
     for p in participants:
         if p.error or not p.session_id:
@@ -213,8 +202,6 @@ def study_file(args: argparse.Namespace, folder: Path, name: str) -> Path:
 
 def single_host(args: argparse.Namespace, run: Run) -> int:
     """The original benchmark: one app on its SQLite file, memory followed session by session."""
-    import sqlite3
-
     folder = Path(tempfile.mkdtemp(prefix="dressup-load-"))
     study_path = tiny_study().with_results("bench-load") if args.tiny else demo_study_copy(folder)
     print(f"starting the app on {study_path} ...", flush=True)
@@ -276,7 +263,7 @@ class HostsRun:
     start_s: float
     database: str
     lost: dict[int, list[str]]  # host -> sessions with a lost or changed answer
-    square: "Square"
+    square: Square
 
     @property
     def ok(self) -> bool:
@@ -285,12 +272,8 @@ class HostsRun:
                 and all(d.alive))
 
 
-def run_on_postgres(args: argparse.Namespace, databases: "Databases", hosts: int, folder: Path) -> HostsRun:
+def run_on_postgres(args: argparse.Namespace, databases: Databases, hosts: int, folder: Path) -> HostsRun:
     """Start ``hosts`` apps on a database from ``databases``, drive the participants, check the database."""
-    from bench.hosts import counter, latin_square, start_hosts
-    from dressup.config import load_study
-    from tests.postgres import Reader
-
     url = databases.fresh()
     paths = [study_file(args, folder, f"{hosts}h-{i + 1}") for i in range(hosts)]
     print(f"starting {hosts} app(s) on {paths[0].name} ... with DATABASE_URL={url}", flush=True)
@@ -321,10 +304,6 @@ def _host_row(label: str, host: str, ps: list[Participant], lost: int, rss: str)
 
 def multi_host(args: argparse.Namespace, run: Run) -> int:
     """--hosts N / --database: N apps on one PostgreSQL database, then (``--compare``) one app the same way."""
-    import os
-
-    from bench.hosts import Databases
-
     databases = Databases(args.database)
     folder = Path(tempfile.mkdtemp(prefix="dressup-load-"))
     compare = args.hosts > 1 if args.compare is None else args.compare and args.hosts > 1

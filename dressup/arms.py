@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,19 +33,15 @@ from dressup.device import resolve_device
 from dressup.garments import GarmentLexicon
 from dressup.images import load_image
 from dressup.index import CatalogueIndex, NotEnoughItems, choose_kind, load_or_build, reciprocal_rank_fusion
+from dressup.protocols import GRID, Arm, Encoder, Generator
 from dressup.reading import QueryReader
 from dressup.records import Preference, Shown
 
+__all__ = ["ARM_KINDS", "GRID", "Arm", "ArmLoadError", "EmptyPreference", "GenerativeArm", "RetrievalArm",
+           "StudyModels", "build_arms", "catalogue_reader"]  # Arm and GRID live in dressup.protocols
+
 log = logging.getLogger(__name__)
-GRID = 4
 RRF_DEPTH = 50
-
-
-class Arm(Protocol):
-    name: str
-
-    def recommend(self, pref: Preference, seed: int = 0) -> list[Shown]:
-        """Exactly four images for one preference."""
 
 
 class EmptyPreference(ValueError):
@@ -69,7 +65,7 @@ class RetrievalArm:
     ``garments`` (a WordNet garment lexicon) switches garment grounding on (see dressup.reading)."""
 
     name: str
-    encoder: object
+    encoder: Encoder
     index: CatalogueIndex
     query: QuerySpec = field(default_factory=QuerySpec)
     palette: dict[str, tuple[int, int, int]] | None = None
@@ -167,13 +163,11 @@ class GenerativeArm:
     """Wraps a ``dressup.generators`` generator so the study treats it like any other arm."""
 
     name: str
-    generator: object
+    generator: Generator
 
     def prepare(self, pref: Preference, seed: int = 0) -> None:
-        """Start on the words before the photos arrive (see ``Generator.prepare``); a no-op where the generator
-        cannot."""
-        if hasattr(self.generator, "prepare"):
-            self.generator.prepare(pref, seed)
+        """Start drawing on the words before the photos arrive (see ``dressup.protocols.Generator.prepare``)."""
+        self.generator.prepare(pref, seed)
 
     def recommend(self, pref: Preference, seed: int = 0) -> list[Shown]:
         shown = self.generator.generate(pref, seed)
@@ -187,10 +181,10 @@ class StudyModels:
 
     def __init__(self, study: Study, device: str, progress: bool) -> None:
         self.study, self.device, self.progress = study, device, progress
-        self._encoders: dict[str, object] = {}
+        self._encoders: dict[str, Encoder] = {}
         self._catalog = None
 
-    def encoder(self, name: str):
+    def encoder(self, name: str) -> Encoder:
         if name not in self._encoders:
             from dressup.encoders import load_encoder
 
@@ -262,11 +256,10 @@ class ArmLoadError(RuntimeError):
 
 
 def build_arms(study: Study, *, progress: bool = True, device: str | None = None) -> dict[str, Arm]:
-    """Every arm of a study, ready to recommend. The demo profile builds (or reuses) its models first."""
-    if study.profile == "demo":
-        from dressup.demo import ensure_demo_build
+    """Every arm of a study, ready to recommend, from models that already exist (nothing is trained here).
 
-        ensure_demo_build(study, progress=progress)
+    A demo-profile study's models come from its build: call ``dressup.demo.ensure_study_models(study)`` first, as
+    the app, the CLI and the tests do, so that loading arms never starts minutes of training as a side effect."""
     models = StudyModels(study, resolve_device(device or study.device), progress)
     arms: dict[str, Arm] = {}
     for spec in study.arms:

@@ -1,50 +1,127 @@
 """The researcher's command line: ``python -m dressup COMMAND``.
 
-Each command is a small function taking parsed arguments; the table ``COMMANDS`` wires them to argparse.
-Errors a researcher can cause (a wrong study file, a missing catalogue, an unreadable image) print one
-line naming the problem and the fix, and exit with status 2.
+Each command is a small function taking parsed arguments; ``build_parser`` wires them to argparse. Every
+command takes ``--study`` and ``--json`` (one JSON value on stdout for scripts; progress and the library's own
+lines then go to stderr). Arguments that name something in the study file (an arm, a recipe, an encoder) are
+checked against the file before anything is loaded, so a typo is refused in a second, not after minutes of
+model loading. Errors a researcher can cause (a wrong study file, a missing catalogue, an unreadable image)
+print one line naming the problem and the fix, and exit with status 2.
+
+Heavy modules (torch, faiss, diffusers, the Hub client) are imported inside the command that needs them, so
+``--help``, ``--version`` and argument errors answer at once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
-from dressup.arms import ArmLoadError
-from dressup.config import StudyFileError, load_study
+from dressup import __version__
+from dressup.config import StudyFileError, load_study, read_study_file
+from dressup.study_schema import SCHEMA_PATH, StudyFile, json_schema_text, write_json_schema
 
 
+class ArgumentError(ValueError):
+    """A command-line argument the study file cannot satisfy (an arm or recipe it does not define)."""
+
+
+# --- output --------------------------------------------------------------------------------------------------
+def _emit(args, data: Any, lines: Sequence[str] = ()) -> None:
+    """The command's result: ``data`` as JSON with ``--json``, else ``lines``, on the command's stdout."""
+    out = getattr(args, "stdout", None) or sys.stdout
+    if args.json:
+        print(json.dumps(data, indent=2, default=str), file=out)
+    else:
+        for line in lines:
+            print(line, file=out)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(args) -> Iterator[None]:
+    """With ``--json``, stdout carries only the JSON: what the library prints on the way goes to stderr."""
+    if not args.json:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+# --- checks of arguments against the study file, before anything heavy ---------------------------------------
+def _check_arm(args) -> tuple[Path, StudyFile]:
+    path, _, doc = read_study_file(args.study)
+    if args.arm not in doc.arms:
+        raise ArgumentError(f"no arm {args.arm!r} in {path}; it has {sorted(doc.arms)}")
+    return path, doc
+
+
+def _check_gan_arm(args) -> None:
+    path, doc = _check_arm(args)
+    generator = doc.arms[args.arm].generator
+    if generator is None or generator.kind != "dcgan":
+        dcgan = sorted(n for n, a in doc.arms.items() if a.generator is not None and a.generator.kind == "dcgan")
+        which = f"pass --arm with one of {dcgan}" if dcgan else "this study has none"
+        raise ArgumentError(f"arm {args.arm!r} of {path} has no dcgan generator; train-gan trains the DCGAN of a "
+                            f"generative arm with generator kind = \"dcgan\" ({which})")
+
+
+def _check_recipes(args) -> None:
+    path, _, doc = read_study_file(args.study)
+    for name in args.name or []:
+        if name not in doc.train:
+            raise ArgumentError(f"no [train.{name}] in {path}; it has {sorted(doc.train)}")
+
+
+def _check_encoders(args) -> None:
+    path, _, doc = read_study_file(args.study)
+    unknown = [n for n in args.encoders or [] if n not in doc.encoders]
+    if unknown:
+        raise ArgumentError(f"no encoder {unknown[0]!r} under [encoders] of {path}; it has {sorted(doc.encoders)}")
+
+
+# --- commands ------------------------------------------------------------------------------------------------
 def _study(args):
     return load_study(args.study)
+
+
+def _arms(study, args) -> dict:
+    """The study's arms, ready to recommend; a demo study's build (shipped weights or training) comes first."""
+    from dressup.arms import build_arms
+    from dressup.demo import ensure_study_models
+
+    ensure_study_models(study, progress=not args.json)
+    return build_arms(study, progress=not args.json)
 
 
 def cmd_demo_catalogue(args) -> int:
     from dressup.democatalog import build_demo_catalogue
 
-    study = load_study(args.study) if args.study else None
+    study = load_study(args.study) if args.study or not args.out else None  # no --out: the study's root
     c = study.catalogue if study else None
     out = Path(args.out) if args.out else c.root
     build_demo_catalogue(out, size=args.size or (c.size if c else 4000),
                          image_size=args.image_size or (c.image_size if c else 64),
                          seed=args.seed if args.seed is not None else (c.seed if c else 0),
-                         inshop_garments=c.inshop_garments if c else 0)
-    print(f"demo catalogue written to {out}")
+                         inshop_garments=c.inshop_garments if c else 0, progress=not args.json)
+    _emit(args, {"catalogue": str(out)}, [f"demo catalogue written to {out}"])
     return 0
 
 
 def cmd_demo_build(args) -> int:
     from dressup.arms import build_arms
+    from dressup.demo import ensure_demo_build
 
     study = _study(args)
     if study.profile != "demo":
         print(f"study {study.name} is a {study.profile} study; demo build is for demo studies", file=sys.stderr)
         return 2
-    from dressup.demo import ensure_demo_build
-
-    how = ensure_demo_build(study, progress=True, force=args.force, from_scratch=args.from_scratch)
-    build_arms(study, progress=True)  # also builds the indexes, so the app starts warm
-    print(f"demo build ready under {study.cache_dir} (models {how})")
+    how = ensure_demo_build(study, progress=not args.json, force=args.force, from_scratch=args.from_scratch)
+    arms = build_arms(study, progress=not args.json)  # also builds the indexes, so the app starts warm
+    _emit(args, {"cache_dir": str(study.cache_dir), "models": how, "arms": sorted(arms)},
+          [f"demo build ready under {study.cache_dir} (models {how})"])
     return 0
 
 
@@ -58,7 +135,7 @@ def cmd_demo_pack(args) -> int:
               f"`python -m dressup demo build --from-scratch` first", file=sys.stderr)
         return 2
     out = pack(study, key=build_key(study, version=False), out=Path(args.out) if args.out else None)
-    print(f"weights packed into {out}")
+    _emit(args, {"weights": str(out)}, [f"weights packed into {out}"])
     return 0
 
 
@@ -66,19 +143,18 @@ def cmd_train(args) -> int:
     from dressup.demo import train_from_spec
 
     study = _study(args)
-    names = args.name or list(study.train)
-    for name in names:
-        if name not in study.train:
-            print(f"no [train.{name}] in {study.path}; it has {sorted(study.train)}", file=sys.stderr)
-            return 2
-        train_from_spec(study, study.train[name], progress=True, steps=args.steps)
+    trained = {}
+    for name in args.name or list(study.train):
+        trained[name] = train_from_spec(study, study.train[name], progress=not args.json, steps=args.steps)
+    _emit(args, {"trained": trained})
     return 0
 
 
 def cmd_train_gan(args) -> int:
     from dressup.demo import train_gan_from_study
 
-    train_gan_from_study(_study(args), arm=args.arm, steps=args.steps, progress=True)
+    out = train_gan_from_study(_study(args), arm=args.arm, steps=args.steps, progress=not args.json)
+    _emit(args, {"arm": args.arm, "checkpoint": out})
     return 0
 
 
@@ -98,80 +174,68 @@ def _write_grid(shown, out: Path) -> Path:
     return out
 
 
-def cmd_recommend(args) -> int:
-    from dressup.arms import build_arms
+def _item_row(arm, s, root: Path) -> dict[str, Any]:
+    index = getattr(arm, "index", None)
+    item = next((it for it in index.items if it.item_id == s.item_id), None) if index is not None else None
+    return {"item_id": s.item_id, "image": str(Path(item.image_path).relative_to(root)) if item else "",
+            "caption": s.caption, "attributes": list(item.attributes) if item else [], "score": round(s.score, 6)}
 
+
+def cmd_recommend(args) -> int:
     study = _study(args)
     pref = _preference(args)  # a bad photo fails before minutes of model loading
-    arms = build_arms(study, progress=not args.json)
-    if args.arm not in arms:
-        print(f"no arm {args.arm!r} in {study.path}; it has {sorted(arms)}", file=sys.stderr)
-        return 2
-    shown = arms[args.arm].recommend(pref, seed=args.seed)
+    arm = _arms(study, args)[args.arm]
+    shown = arm.recommend(pref, seed=args.seed)
     grid = _write_grid(shown, Path(args.out or f"results/recommend-{args.arm}.png"))
-    root = study.catalogue.root
-    rows = []
-    for s in shown:
-        item = None
-        if hasattr(arms[args.arm], "index"):
-            item = next((it for it in arms[args.arm].index.items if it.item_id == s.item_id), None)
-        rows.append({
-            "item_id": s.item_id,
-            "image": str(Path(item.image_path).relative_to(root)) if item else "",
-            "caption": s.caption,
-            "attributes": list(item.attributes) if item else [],
-            "score": round(s.score, 6),
-        })
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for i, r in enumerate(rows, 1):
-            print(f"{i}. {r['score']:.3f}  {r['item_id']}  {r['caption']}")
-        print(f"grid written to {grid}")
+    rows = [_item_row(arm, s, study.catalogue.root) for s in shown]
+    _emit(args, rows, [f"{i}. {r['score']:.3f}  {r['item_id']}  {r['caption']}" for i, r in enumerate(rows, 1)]
+          + [f"grid written to {grid}"])
     return 0
 
 
 def cmd_generate(args) -> int:
-    from dressup.arms import build_arms
-
     study = _study(args)
     pref = _preference(args)
-    arms = build_arms(study, progress=True)
-    if args.arm not in arms:
-        print(f"no arm {args.arm!r} in {study.path}; it has {sorted(arms)}", file=sys.stderr)
-        return 2
-    shown = arms[args.arm].recommend(pref, seed=args.seed)
+    shown = _arms(study, args)[args.arm].recommend(pref, seed=args.seed)
     out = Path(args.out or f"results/generate-{args.arm}")
     out.mkdir(parents=True, exist_ok=True)
+    rows = []
     for i, s in enumerate(shown, 1):
         s.image.save(out / f"{i}.png")
-        print(f"{i}. {s.item_id}  {out / f'{i}.png'}")
-    print(f"grid written to {_write_grid(shown, out / 'grid.png')}")
+        rows.append({"item_id": s.item_id, "image": str(out / f"{i}.png"), "caption": s.caption})
+    grid = _write_grid(shown, out / "grid.png")
+    _emit(args, rows, [f"{i}. {r['item_id']}  {r['image']}" for i, r in enumerate(rows, 1)]
+          + [f"grid written to {grid}"])
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    from dressup.evaluate import PARTS, evaluate_study
     from dressup.evaluate import main as evaluate_main
 
-    return evaluate_main(args)
+    if not args.json:
+        return evaluate_main(args)
+    result = evaluate_study(_study(args), encoders=args.encoders, split=args.split, queries=args.queries,
+                            out=args.out, pca_n=args.pca_n, photos=args.photos, inshop=args.inshop,
+                            parts=args.parts or PARTS, progress=False)
+    _emit(args, dataclasses.asdict(result))
+    return 0
 
 
 def cmd_subset(args) -> int:
     from dressup.subset import write_study_subset
 
     info = write_study_subset(_study(args))
-    if args.json:
-        print(json.dumps({"path": str(info.path), "key": info.key, "counts": info.counts,
-                          "categories": info.categories}, indent=2))
-    else:
-        print(f"subset written to {info.path}: " + ", ".join(f"{n} {s}" for s, n in info.counts.items()))
+    _emit(args, {"path": str(info.path), "key": info.key, "counts": info.counts, "categories": info.categories},
+          [f"subset written to {info.path}: " + ", ".join(f"{n} {s}" for s, n in info.counts.items())])
     return 0
 
 
 def cmd_doctor(args) -> int:
     from dressup.doctor import doctor
 
-    ok = doctor(_study(args), as_json=args.json)
+    with contextlib.redirect_stdout(args.stdout):  # the report is the result, JSON or not
+        ok = doctor(_study(args), as_json=args.json)
     return 0 if ok else 1  # 1: not ready (a fault is named in the report); 2: the study file itself is wrong
 
 
@@ -182,69 +246,85 @@ def cmd_publish(args) -> int:
     check_repo_id(args.repo)
     result = publish(str(folder), args.repo, token=find_token(args.token_env), private=not args.public,
                      endpoint=args.endpoint)
-    print(f"published {folder} to {result.url} ({'private' if result.private else 'public'}, "
-          f"{result.layout} layout); name it in the study file:")
-    print("\n".join(result.study_lines))
+    _emit(args, {"folder": str(folder), **dataclasses.asdict(result)},
+          [f"published {folder} to {result.url} ({'private' if result.private else 'public'}, {result.layout} "
+           "layout); name it in the study file:", *result.study_lines])
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dressup", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def cmd_schema(args) -> int:
+    path = Path(args.out) if args.out else SCHEMA_PATH
+    current = path.read_text(encoding="utf-8") if path.is_file() else None
+    up_to_date = current == json_schema_text()
+    if args.check:
+        _emit(args, {"schema": str(path), "up_to_date": up_to_date},
+              [f"{path} is up to date" if up_to_date else f"{path} is out of date; run `python -m dressup schema`"])
+        return 0 if up_to_date else 1
+    write_json_schema(path)
+    _emit(args, {"schema": str(path), "changed": not up_to_date}, [f"study file schema written to {path}"])
+    return 0
 
-    def study_arg(sp):
-        sp.add_argument("--study", help="study file (default: $DRESSUP_STUDY or assets/demo.toml)")
 
+# --- the parser ----------------------------------------------------------------------------------------------
+JSON_HELP = "print the result as JSON on stdout (progress goes to stderr)"
+
+
+def _command(sub, name: str, func: Callable[[Any], int], helptext: str, *, check: Callable[[Any], None] | None = None,
+             json_help: str = JSON_HELP) -> argparse.ArgumentParser:
+    """A subcommand with the options every command takes (--study, --json); ``check`` runs before ``func``."""
+    sp = sub.add_parser(name, help=helptext, description=helptext)
+    sp.add_argument("--study", help="study file (default: $DRESSUP_STUDY or assets/demo.toml)")
+    sp.add_argument("--json", action="store_true", help=json_help)
+    sp.set_defaults(func=func, preflight=check)
+    return sp
+
+
+def _add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the demo profile: catalogue and models")
-    dsub = demo.add_subparsers(dest="demo_command", required=True)
-    dc = dsub.add_parser("catalogue", help="draw the synthetic catalogue in DeepFashion's format")
-    study_arg(dc)
+    dsub = demo.add_subparsers(dest="demo_command", required=True, metavar="{catalogue,build,pack}")
+    dc = _command(dsub, "catalogue", cmd_demo_catalogue, "draw the synthetic catalogue in DeepFashion's format")
     dc.add_argument("--out")
     dc.add_argument("--size", type=int)
     dc.add_argument("--image-size", type=int)
     dc.add_argument("--seed", type=int)
-    dc.set_defaults(func=cmd_demo_catalogue)
-    db = dsub.add_parser("build", help="catalogue -> shipped weights (or baseline -> finetuned -> STN -> "
-                                       "generator) -> indexes (cached)")
-    study_arg(db)
+    db = _command(dsub, "build", cmd_demo_build, "catalogue -> shipped weights (or baseline -> finetuned -> STN -> "
+                                                 "generator) -> indexes (cached)")
     db.add_argument("--force", action="store_true", help="rebuild even if the cache is current")
     db.add_argument("--from-scratch", action="store_true",
                     help="train every model here instead of using the study's shipped weights")
-    db.set_defaults(func=cmd_demo_build)
-    dp = dsub.add_parser("pack", help="copy a finished build's trained weights into the study's weights folder, "
-                                      "with their sha256 and recipe key (what a fresh clone starts from)")
-    study_arg(dp)
+    dp = _command(dsub, "pack", cmd_demo_pack, "copy a finished build's trained weights into the study's weights "
+                                               "folder, with their sha256 and recipe key (what a fresh clone starts "
+                                               "from)")
     dp.add_argument("--out", help="folder (default: the study's [study] weights)")
-    dp.set_defaults(func=cmd_demo_pack)
 
-    t = sub.add_parser("train", help="train encoders from the study's [train.*] recipes")
-    study_arg(t)
+
+def _add_training(sub) -> None:
+    t = _command(sub, "train", cmd_train, "train encoders from the study's [train.*] recipes", check=_check_recipes)
     t.add_argument("name", nargs="*", help="recipe names (default: all, in dependency order)")
     t.add_argument("--steps", type=int, help="override the recipe's step count")
-    t.set_defaults(func=cmd_train)
-
-    g = sub.add_parser("train-gan", help="train the conditional DCGAN of a generative arm")
-    study_arg(g)
+    g = _command(sub, "train-gan", cmd_train_gan, "train the conditional DCGAN of a generative arm",
+                 check=_check_gan_arm)
     g.add_argument("--arm", default="generative")
     g.add_argument("--steps", type=int)
-    g.set_defaults(func=cmd_train_gan)
 
+
+def _add_recommending(sub) -> None:
     for name, func, helptext in (("recommend", cmd_recommend, "four items from a retrieval arm"),
                                  ("generate", cmd_generate, "four images from a generative arm")):
-        r = sub.add_parser(name, help=helptext)
-        study_arg(r)
-        r.add_argument("--arm", required=True)
+        r = _command(sub, name, func, helptext, check=_check_arm,
+                     json_help="print a JSON list of the four items for scripts")
+        r.add_argument("--arm", required=True, help="an arm name of the study file")
         r.add_argument("--text", default="")
         r.add_argument("--image", action="append", help="a photo of clothes you like (repeatable)")
         r.add_argument("--gender", choices=["menswear", "womenswear"])
         r.add_argument("--avoid", action="append", help="a colour to avoid (repeatable)")
         r.add_argument("--seed", type=int, default=0)
         r.add_argument("--out", help="where to write the grid PNG (recommend) or the images (generate)")
-        r.add_argument("--json", action="store_true", help="print a JSON list for scripts")
-        r.set_defaults(func=func)
 
-    e = sub.add_parser("evaluate", help="model-selection metrics (Table 1, PCA, top-k, participant queries)")
-    study_arg(e)
+
+def _add_evaluate(sub) -> None:
+    e = _command(sub, "evaluate", cmd_evaluate, "model-selection metrics (Table 1, PCA, top-k, participant "
+                                                "queries)", check=_check_encoders)
     e.add_argument("--encoders", nargs="*", help="encoder names from the study file (default: all)")
     e.add_argument("--split", default="test")
     e.add_argument("--queries", help="participant-language query file (default: assets/queries.tsv)")
@@ -254,16 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which parts to run (default: all)")
     e.add_argument("--photos", help="folder of real photos used as a participant's uploads (default: assets/photos)")
     e.add_argument("--inshop", help="In-shop Clothes Retrieval folder (default: the catalogue's inshop/ subfolder)")
-    e.set_defaults(func=cmd_evaluate)
 
-    ss = sub.add_parser("subset", help="draw the study's [catalogue] subset (the paper's 14k/2k/4k) into its cache")
-    study_arg(ss)
-    ss.add_argument("--json", action="store_true", help="print the file, its key and the counts as JSON")
-    ss.set_defaults(func=cmd_subset)
 
-    pb = sub.add_parser("publish", help="upload a trained encoder (a local: folder) to a Hub model repo and print "
-                                         "the spec that names it (hf-hub:, transformers: or hub-local:)")
-    study_arg(pb)
+def _add_publish(sub) -> None:
+    pb = _command(sub, "publish", cmd_publish, "upload a trained encoder (a local: folder) to a Hub model repo and "
+                                               "print the spec that names it (hf-hub:, transformers: or hub-local:)")
     pb.add_argument("encoder", help="the local: folder, or an encoder name of the study file")
     pb.add_argument("--repo", required=True, help="USER/NAME (or ORG/NAME) of the model repo")
     vis = pb.add_mutually_exclusive_group()
@@ -272,25 +347,50 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--endpoint", help="the Hub's URL (default: $HF_ENDPOINT or huggingface.co)")
     pb.add_argument("--token-env", default="HF_TOKEN", help="environment variable holding a write token "
                                                             "(default HF_TOKEN; else the saved `hf auth login`)")
-    pb.set_defaults(func=cmd_publish, public=False)
+    pb.set_defaults(public=False)
 
-    d = sub.add_parser("doctor", help="would the study run here? weights, catalogue, GPU, storage, secrets "
-                                      "(no downloads); exit 0 only when ready")
-    study_arg(d)
-    d.add_argument("--json", action="store_true", help="print a JSON list of checks (arm/what/ok/level/detail/fix)")
-    d.set_defaults(func=cmd_doctor)
+
+def _add_checks(sub) -> None:
+    ss = _command(sub, "subset", cmd_subset, "draw the study's [catalogue] subset (the paper's 14k/2k/4k) into "
+                                             "its cache", json_help="print the file, its key and the counts as JSON")
+    _command(sub, "doctor", cmd_doctor, "would the study run here? weights, catalogue, GPU, storage, secrets (no "
+                                        "downloads); exit 0 only when ready",
+             json_help="print a JSON list of checks (arm/what/ok/level/detail/fix)")
+    sc = _command(sub, "schema", cmd_schema, f"write the study file's JSON Schema ({SCHEMA_PATH.name}, for TOML "
+                                             "editors) from dressup.study_schema")
+    sc.add_argument("--out", help=f"where to write it (default: {SCHEMA_PATH})")
+    sc.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file is out of date")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dressup", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"dressup {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_training, _add_recommending, _add_evaluate, _add_publish, _add_checks):
+        add(sub)
     return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a researcher causes, printed as one line; ``ArmLoadError`` only once dressup.arms (torch) is loaded."""
+    arms = sys.modules.get("dressup.arms")
+    arm_error = getattr(arms, "ArmLoadError", None)
+    return (StudyFileError, FileNotFoundError, ArgumentError) + ((arm_error,) if arm_error else ())
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.stdout = sys.stdout
     try:
-        return args.func(args)
-    except (StudyFileError, FileNotFoundError, ArmLoadError) as e:
+        with _stdout_to_stderr(args):
+            if args.preflight is not None:
+                args.preflight(args)
+            return args.func(args)
+    except Exception as e:  # noqa: BLE001 — a researcher's mistake becomes one line; anything else is re-raised
+        library = isinstance(e, ValueError) and type(e).__module__.startswith("dressup")  # ImageError, CatalogError...
+        if not (library or isinstance(e, _user_errors())):
+            raise
         print(f"error: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(e)}), file=args.stdout)
         return 2
-    except ValueError as e:  # user-caused errors from the library (ImageError, CatalogError, ...)
-        if type(e).__module__.startswith("dressup"):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise

@@ -296,15 +296,19 @@ def ground_colour_list(words: list[str], palette: dict[str, tuple]) -> list[str]
     return out
 
 
-def garment_colour(image: "np.ndarray | object", palette: dict[str, tuple], *, min_delta_e: float = 10.0,
-                   smooth: int = 3) -> str | None:
+def garment_colour(image: "np.ndarray | object", palette: dict[str, tuple] | None = None, *,
+                   min_delta_e: float = 10.0, smooth: int = 3) -> str | None:
     """The palette colour covering most of the garment in a product shot, or None when nothing stands out.
 
-    Used to check generated images without the generator (issue: the generative arm): the background is
-    estimated from the border pixels (product shots have a plain one), pixels further than ``min_delta_e``
-    (CIEDE2000) from it are the garment, each is named by ``nearest_palette_colour``'s rule, and the most
-    frequent name wins. A pattern's second colour covers less area than the main one, so it rarely wins.
+    The one colour judge of generated images (the DCGAN's ``colour_fidelity``, the diffusion benchmark, the
+    generator tests), used to check them without the generator: the background is estimated from the border
+    pixels (product shots have a plain one), pixels further than ``min_delta_e`` (CIEDE2000) from it are the
+    garment, each is named by ``nearest_palette_colour``'s rule, and the most frequent name wins. A pattern's
+    second colour covers less area than the main one, so it rarely wins. ``palette`` defaults to
+    ``CATALOGUE_COLOURS``. A white garment on a white backdrop is not measurable; leave white out of colour
+    prompts (``dressup.generators.colour_prompts`` does).
     """
+    palette = CATALOGUE_COLOURS if palette is None else palette
     px = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float64)
     if px.ndim != 3 or px.shape[2] != 3:
         raise ValueError(f"expected an RGB image, got an array of shape {px.shape}")

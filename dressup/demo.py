@@ -2,7 +2,7 @@
 
 The build is a miniature of the paper's pipeline run by the same code: the catalogue is drawn in DeepFashion's
 format and read back by ``dressup.catalog``; encoders are trained by ``dressup.train`` from the study file's
-``[train.*]`` recipes; the GAN by ``dressup.dcgan``. ``BUILD.json`` records a key of everything that shapes the
+``[train.*]`` recipes; the GAN by ``dressup.generators.dcgan_train``. ``BUILD.json`` records a key of everything that shapes the
 result (recipes, catalogue settings, model files, library version; paths relative to the cache or the study file,
 so a moved or copied project keeps its key); a second start with the same key reuses the cache, and a
 file lock keeps two processes (the app and a test, say) from building at once.
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Iterator
 
 from dressup import __version__
-from dressup.config import EncoderSpec, Study, StudyFileError, TrainSpec
+from dressup.config import EncoderSpec, Study, StudyFileError, TrainSpec, local_dir
+from dressup.device import resolve_device
 
 BUILD_FILE = "BUILD.json"
 BUILDING_FILE = "BUILDING.json"
@@ -146,15 +147,6 @@ def ensure_catalogue(study: Study, progress: bool = True) -> None:
                          inshop_garments=c.inshop_garments, progress=progress)
 
 
-def local_dir(study: Study, name: str) -> Path:
-    """The folder a trained encoder lives in (its ``local:`` spec): where the build trains it and where shipped
-    weights are unpacked (``dressup.weights``)."""
-    spec = study.encoder(name).spec
-    if not spec.startswith("local:"):
-        raise StudyFileError(f"[encoders.{name}] must be a 'local:' folder to be trained into, not {spec!r}")
-    return Path(spec[len("local:"):])
-
-
 def train_order(study: Study, *, build_only: bool = False) -> list[TrainSpec]:
     """Recipes sorted so each one's ``init`` encoder is trained before it (``build_only``: those the demo
     build trains, i.e. without ``build = false``)."""
@@ -186,7 +178,7 @@ def train_from_spec(study: Study, spec: TrainSpec, *, progress: bool = True, ste
     init = study.encoder(spec.init)
     encoder = load_encoder(EncoderSpec(name=spec.name, spec=init.spec, stn=spec.stn or init.stn,
                                        lock_text=spec.lock_text, image_size=init.image_size, options=init.options),
-                           device="cpu" if study.device == "cpu" else _device())
+                           device="cpu" if study.device == "cpu" else resolve_device("auto"))
     items = study_catalog(study).split("train")
     captions = [category_caption(it) if spec.captions == "category" else it.caption for it in items]
     paths = [it.image_path for it in items]  # decoded by train_encoder: in memory if small, else streamed
@@ -235,16 +227,10 @@ def _busy_cores(cores: int, window_s: float = 0.5) -> float | None:
     return cores * (elapsed - (idle1 - idle0)) / elapsed if elapsed > 0 else 0.0
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def train_gan_from_study(study: Study, *, arm: str = "generative", steps: int | None = None, progress: bool = True):
     """Train the conditional DCGAN of a generative arm whose generator kind is 'dcgan'."""
     from dressup.catalog import load_catalog
-    from dressup.dcgan import train_dcgan_on_catalogue
+    from dressup.generators.dcgan_train import train_dcgan_on_catalogue
     from dressup.encoders import load_encoder
 
     spec = study.arm(arm)
@@ -258,6 +244,15 @@ def train_gan_from_study(study: Study, *, arm: str = "generative", steps: int | 
     kwargs = {k: g[k] for k in ("batch_size", "image_size") if k in g}
     return train_dcgan_on_catalogue(catalog, encoder, out, steps=steps or int(g.get("steps", 600)),
                                     progress=progress, **kwargs)
+
+
+def ensure_study_models(study: Study, *, progress: bool = True) -> str | None:
+    """What every entry point (the app, the CLI, the tests) calls before ``dressup.arms.build_arms``: a demo-profile
+    study's models built, unpacked or reused (``ensure_demo_build``'s answer); None for any other profile, whose
+    models come from the Hub or the researcher's folders. ``build_arms`` itself never trains."""
+    if study.profile != "demo":
+        return None
+    return ensure_demo_build(study, progress=progress)
 
 
 def ensure_demo_build(study: Study, *, progress: bool = True, force: bool = False,
@@ -331,7 +326,7 @@ def train_diffusion_from_study(study: Study, *, arm: str = "generative", steps: 
     """Train the miniature diffusion model of a generative arm whose generator kind is 'diffusion'
     (its ``steps``, ``batch_size``, ``lr`` keys; the study's seed), resuming from its folder."""
     from dressup.catalog import load_catalog
-    from dressup.diffusion import train_diffusion_on_catalogue
+    from dressup.generators.diffusion_train import train_diffusion_on_catalogue
 
     g = dict(study.arm(arm).generator)
     if g.get("kind") != "diffusion":

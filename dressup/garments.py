@@ -34,13 +34,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dressup.files import atomic_write
 from dressup.phrases import longest_matches
 
 LEXICON_VERSION = 1
@@ -183,11 +183,7 @@ class GarmentLexicon:
             except (ValueError, KeyError):
                 pass  # a torn or foreign file: rebuild it
         data = build_lexicon(anchors)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(data))  # several processes may build the same lexicon at once
         return cls(data)
 
     @cached_property

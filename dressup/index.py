@@ -29,7 +29,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from dressup.files import atomic_write
 from dressup.images import load_image
+from dressup.protocols import Encoder
 from dressup.records import Item
 
 INDEX_KINDS = ("exact", "hnsw")
@@ -58,12 +60,10 @@ class Manifest:
             other.encoder_fingerprint, other.preprocessing, other.catalogue_hash, other.kind, other.item_ids)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(path)  # atomically: a crash mid-write leaves the old manifest (or none), never half of one
+        atomic_write(path, json.dumps(asdict(self)))  # a crash mid-write leaves the old manifest (or none)
 
 
-def _squashed_alike(encoder, items: Sequence[Item]) -> bool:
+def _squashed_alike(encoder: Encoder, items: Sequence[Item]) -> bool:
     """Whether ``encoder``'s preprocessing gives every item the pixels the old squash-only preprocessing gave
     (see the module docstring), judged from the image headers; an unreadable image means no."""
     geometry = encoder.geometry
@@ -163,7 +163,7 @@ class _ImageDataset(Dataset):
         return self.preprocess(load_image(self.items[i].image_path))
 
 
-def embed_items(encoder, items: Sequence[Item], *, batch_size: int = 256, num_workers: int | None = None,
+def embed_items(encoder: Encoder, items: Sequence[Item], *, batch_size: int = 256, num_workers: int | None = None,
                 progress: bool = True) -> np.ndarray:
     """Image embeddings of catalogue items, streamed through a DataLoader so decoding (in worker processes
     for large catalogues) keeps the model fed and memory stays flat whatever the catalogue size."""
@@ -192,7 +192,7 @@ class CatalogueIndex:
         return np.fromiter((bool(predicate(it)) for it in self.items), dtype=bool, count=len(self.items))
 
 
-def load_or_build(folder: Path, encoder, items: Sequence[Item], catalogue_hash: str, *, kind: str = "exact",
+def load_or_build(folder: Path, encoder: Encoder, items: Sequence[Item], catalogue_hash: str, *, kind: str = "exact",
                   progress: bool = True) -> CatalogueIndex:
     """The index for (encoder, catalogue) from ``folder``, rebuilt if missing or stale."""
     folder = Path(folder)

@@ -127,7 +127,7 @@ class CatalogueJudge:
 def train_catalogue_judge(catalog, *, steps: int = JUDGE_STEPS, seed: int = 0) -> CatalogueJudge:
     """Train a judge on the catalogue's train split; measure it on the test split; the distinctness threshold
     from the train split's items."""
-    from dressup.dcgan import images_to_tensor
+    from dressup.generators.pixels import images_to_tensor
 
     categories = list(catalog.categories)
     colours = catalog.attribute_values("colour")

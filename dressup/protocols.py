@@ -23,7 +23,22 @@ class Encoder(Protocol):
     backends). Generators use it to score candidates; indexes to embed a catalogue."""
 
     name: str
+    spec: str  # where the weights came from (see dressup.config.EncoderSpec)
     embed_dim: int
+
+    @property
+    def device(self) -> "torch.device": ...
+
+    @property
+    def preprocessing(self) -> str:
+        """How an image becomes pixels (resize rule, size, mean, std): part of every index's cache key."""
+
+    @property
+    def geometry(self) -> object:
+        """The image geometry (squash or letterbox) an index's photos are cut to."""
+
+    def fingerprint(self) -> str:
+        """sha256 of the weights: an index built with other weights is another index."""
 
     def preprocess(self, image: "Image.Image") -> "torch.Tensor": ...
 

@@ -25,9 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from dressup.protocols import GRID
 from dressup.records import Item, Preference
 
-GRID = 4
 QUERY_COLUMNS = ("id", "text", "colour", "category", "pattern", "tags")
 KINDS = ("colour", "category", "pattern")
 CORE = "colour+category"  # the headline: items carrying the meant colour and category

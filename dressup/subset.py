@@ -36,6 +36,7 @@ import numpy as np
 
 from dressup.catalog import SPLITS, Catalog, load_catalog
 from dressup.config import Study
+from dressup.files import atomic_write
 from dressup.records import Item
 
 SUBSET_VERSION = 1  # bump when the drawing rule changes: the key, and so the file name, changes with it
@@ -134,12 +135,8 @@ def _header(study: Study, catalog: Catalog, chosen: Sequence[Item]) -> list[str]
 
 
 def _write(path: Path, header: Sequence[str], chosen: Sequence[Item]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # several processes may write the same file
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in header)
-        f.writelines(f"{it.item_id} {it.split}\n" for it in chosen)
-    os.replace(tmp, path)
+    lines = [line + "\n" for line in header] + [f"{it.item_id} {it.split}\n" for it in chosen]
+    atomic_write(path, "".join(lines))  # several processes may write the same file
 
 
 def _read(path: Path, catalog: Catalog, counts: Mapping[str, int]) -> list[Item]:

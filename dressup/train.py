@@ -21,15 +21,15 @@ resumed from a checkpoint takes the same steps as one that was never interrupted
 
 Images are decoded once into one uint8 tensor when that tensor is small (``IN_MEMORY_BUDGET``), else streamed
 from disk by DataLoader workers in the plan's order; both give the same pixels, so the same weights.
+
+What a run leaves in ``out_dir`` (settings, checkpoint, cached text states, log) is ``dressup.train_checkpoints``;
+its names are re-exported here.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections import deque
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -41,40 +41,24 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from dressup.encoders import Encoder, state_fingerprint
+from dressup.encoders import Encoder
 from dressup.images import ImageError, load_image
+from dressup.train_checkpoints import (CHECKPOINT, TRAIN_LOG, TrainError, TrainSettings, append_log,
+                                       cached_text_states, captions_sha256, frozen_fingerprint, load_checkpoint,
+                                       read_train_log, save_checkpoint)
 
-CHECKPOINT = "checkpoint.pt"
-TRAIN_LOG = "train_log.jsonl"
+__all__ = ["CHECKPOINT", "TRAIN_LOG", "DUPLICATE_MODES", "IN_MEMORY_BUDGET", "PREFETCH_BATCHES", "TrainError",
+           "TrainSettings", "CaptionClipLoss", "batch_plan", "lr_at", "cached_text_states", "train_encoder",
+           "read_train_log"]
+
+_captions_sha256 = captions_sha256  # the name it had here before it moved (tests import it)
+
 DUPLICATE_MODES = ("soft", "distinct", "ignore")
 # Decoded pixels (N * 3 * S * S bytes) up to this size stay in memory: the demo build's 3 200 images at 64 px
 # are 39 MB, decoded once in a second instead of by workers every epoch. Above it images stream from disk
 # (DeepFashion's 209k training images at 224 px are 31 GB), so memory does not grow with the catalogue.
 IN_MEMORY_BUDGET = 1 << 30
 PREFETCH_BATCHES = 2  # per DataLoader worker: what streaming holds in memory beyond the batch being trained
-
-
-class TrainError(ValueError):
-    """Training inputs or an existing checkpoint do not fit; the message names the problem and the fix."""
-
-
-@dataclass
-class TrainSettings:
-    """What a checkpoint must agree with to be resumed (``steps`` may grow between calls)."""
-
-    spec: str
-    steps: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup: int
-    lock_text: bool
-    seed: int
-    duplicates: str
-    n_images: int
-    captions_sha256: str
-    image_size: int
-    frozen_fingerprint: str
 
 
 class CaptionClipLoss(open_clip.ClipLoss):
@@ -201,79 +185,6 @@ def lr_at(step: int, *, lr: float, warmup: int, steps: int) -> float:
     return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
-def _trainable_state(encoder: Encoder) -> dict[str, torch.Tensor]:
-    """Everything in the state dict but the frozen parameters (those are checked by fingerprint instead)."""
-    frozen = {n for n, p in encoder.module.named_parameters() if not p.requires_grad}
-    return {k: v.detach().cpu().clone() for k, v in encoder.module.state_dict().items() if k not in frozen}
-
-
-def cached_text_states(encoder: Encoder, texts: list[str], cache_dir: str | os.PathLike | None,
-                       progress: bool) -> torch.Tensor:
-    """The locked text tower's outputs for ``texts``, reused across training runs through ``cache_dir``.
-
-    A locked tower gives the same states for the same caption whatever image tower it is trained with, so
-    the demo's finetuned and STN encoders share one pass of MiniLM over the captions (about a minute on
-    a 2-core CPU) instead of paying it each. Keyed by the frozen weights' fingerprint, so a different text
-    tower never reads another's states.
-    """
-    if cache_dir is None:
-        return encoder.text_states(texts, progress=progress)
-    path = Path(cache_dir) / f"text-states-{_frozen_fingerprint(encoder)[:16]}.pt"
-    known: dict[str, torch.Tensor] = torch.load(path) if path.is_file() else {}
-    missing = [t for t in texts if t not in known]
-    if missing:
-        for t, state in zip(missing, encoder.text_states(missing, progress=progress).cpu()):
-            known[t] = state.clone()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(known, tmp)
-        tmp.replace(path)
-    return torch.stack([known[t] for t in texts])
-
-
-def _frozen_fingerprint(encoder: Encoder) -> str:
-    return state_fingerprint({n: p for n, p in encoder.module.named_parameters() if not p.requires_grad})
-
-
-def _save_checkpoint(path: Path, encoder: Encoder, optimizer: torch.optim.Optimizer, step: int,
-                     settings: TrainSettings) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, "settings": asdict(settings), "trainable": _trainable_state(encoder),
-                "optimizer": optimizer.state_dict()}, tmp)
-    os.replace(tmp, path)
-
-
-def _spec_identity(spec: object) -> object:
-    """A base spec as a checkpoint is matched on: a ``config:`` file or ``local:`` folder by its name, not the
-    folder it sat in, so a project moved or copied mid-training resumes (issue 20). What the weights are
-    trained from is checked by content besides: captions, images, frozen fingerprint and the state dict's
-    shapes."""
-    if isinstance(spec, str):
-        scheme, sep, rest = spec.partition(":")
-        if sep and scheme in ("config", "local"):
-            return f"{scheme}:{Path(rest).name}"
-    return spec
-
-
-def _load_checkpoint(path: Path, encoder: Encoder, optimizer: torch.optim.Optimizer, settings: TrainSettings) -> int:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    saved = dict(ckpt["settings"])
-    mine = asdict(settings)
-    saved.pop("steps"), mine.pop("steps")
-    diff = {k: (saved.get(k), v) for k, v in mine.items()
-            if (_spec_identity(saved.get(k)) != _spec_identity(v) if k == "spec" else saved.get(k) != v)}
-    if diff:
-        raise TrainError(f"the checkpoint in {path.parent} was made with other settings {diff} (saved, now); "
-                         "pass resume=False to start over or use another out_dir")
-    missing, unexpected = encoder.module.load_state_dict(ckpt["trainable"], strict=False)
-    if unexpected:
-        raise TrainError(f"the checkpoint in {path.parent} has weights this encoder lacks: {unexpected[:5]}; "
-                         "pass resume=False or use another out_dir")
-    optimizer.load_state_dict(ckpt["optimizer"])
-    return int(ckpt["step"])
-
-
 def _param_groups(encoder: Encoder, weight_decay: float) -> list[dict[str, Any]]:
     """open_clip's rule: no weight decay on gains, biases, norms and the logit scale."""
     decay, no_decay = [], []
@@ -315,14 +226,7 @@ def train_encoder(
     ``resume=True`` an existing checkpoint in ``out_dir`` is continued (its settings must match; ``steps``
     may be raised); with ``resume=False`` it is discarded. Returns the encoder, in eval mode.
     """
-    if len(images) != len(captions):
-        raise TrainError(f"{len(images)} images but {len(captions)} captions; give one caption per image")
-    if len(captions) < 2:
-        raise TrainError("contrastive training needs at least two image-caption pairs")
-    if steps < 1 or batch_size < 2:
-        raise TrainError(f"steps must be >= 1 and batch_size >= 2 (got steps={steps}, batch_size={batch_size})")
-    if duplicates not in DUPLICATE_MODES:
-        raise TrainError(f"duplicates must be one of {DUPLICATE_MODES}, not {duplicates!r}")
+    _check_inputs(images, captions, steps=steps, batch_size=batch_size, duplicates=duplicates)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if device is not None:
@@ -337,73 +241,120 @@ def train_encoder(
     settings = TrainSettings(
         spec=encoder.options.get("base_spec", encoder.spec), steps=steps, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, warmup=warmup, lock_text=encoder.lock_text, seed=seed, duplicates=duplicates,
-        n_images=len(captions), captions_sha256=_captions_sha256(captions),
-        image_size=encoder.image_size, frozen_fingerprint=_frozen_fingerprint(encoder))
+        n_images=len(captions), captions_sha256=captions_sha256(captions),
+        image_size=encoder.image_size, frozen_fingerprint=frozen_fingerprint(encoder))
 
     optimizer = torch.optim.AdamW(_param_groups(encoder, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    ckpt_path = out / CHECKPOINT
-    start = 0
-    if ckpt_path.exists() and resume:
-        start = _load_checkpoint(ckpt_path, encoder, optimizer, settings)
-    else:  # a fresh run: nothing of an earlier one may linger
-        ckpt_path.unlink(missing_ok=True)
-        (out / TRAIN_LOG).unlink(missing_ok=True)
+    start = _resume_or_start(out, encoder, optimizer, settings, resume)
 
     text_states = None
     if encoder.lock_text and start < steps:
         text_states = cached_text_states(encoder, uniq, text_cache, progress).to(dev)
 
     plan = batch_plan(caption_ids, batch_size, seed, duplicates, start=start)
-    pixels = _pixels_in_memory(images, encoder, progress) if start < steps else None
-    batches: Iterator[tuple[np.ndarray, torch.Tensor]]
-    if pixels is not None or start >= steps:
-        batches = ((b, pixels[torch.from_numpy(b)]) for b in plan)
-    else:  # decode in DataLoader workers, in the order the plan says, at most PREFETCH_BATCHES ahead each
-        workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
-        loader = DataLoader(_ImageDataset(images, encoder.resize), batch_sampler=_Plan(plan, steps - start),
-                            num_workers=workers, pin_memory=dev.type == "cuda",
-                            prefetch_factor=PREFETCH_BATCHES if workers else None)
-        batches = ((i.numpy(), px) for i, px in loader)
+    batches = _batches(images, encoder, plan, start=start, steps=steps, num_workers=num_workers, progress=progress)
+    step = _Step(encoder, optimizer, settings, caption_ids, uniq, text_states)
+    _run_steps(step, batches, out, start=start, checkpoint_every=checkpoint_every, progress=progress)
+    encoder.train(False)
+    encoder.save(out)
+    return encoder
 
-    loss_fn = CaptionClipLoss() if duplicates == "soft" else open_clip.ClipLoss()
-    logit_scale = encoder._logit_scale()
+
+def _check_inputs(images: Any, captions: Sequence[str], *, steps: int, batch_size: int, duplicates: str) -> None:
+    """Refuse inputs no run can train on, before anything is written."""
+    if len(images) != len(captions):
+        raise TrainError(f"{len(images)} images but {len(captions)} captions; give one caption per image")
+    if len(captions) < 2:
+        raise TrainError("contrastive training needs at least two image-caption pairs")
+    if steps < 1 or batch_size < 2:
+        raise TrainError(f"steps must be >= 1 and batch_size >= 2 (got steps={steps}, batch_size={batch_size})")
+    if duplicates not in DUPLICATE_MODES:
+        raise TrainError(f"duplicates must be one of {DUPLICATE_MODES}, not {duplicates!r}")
+
+
+def _resume_or_start(out: Path, encoder: Encoder, optimizer: torch.optim.Optimizer, settings: TrainSettings,
+                     resume: bool) -> int:
+    """The step to start at: an existing checkpoint's (``resume``), else 0 with no trace of an earlier run left."""
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and resume:
+        return load_checkpoint(ckpt_path, encoder, optimizer, settings)
+    # a fresh run: nothing of an earlier one may linger
+    ckpt_path.unlink(missing_ok=True)
+    (out / TRAIN_LOG).unlink(missing_ok=True)
+    return 0
+
+
+def _batches(images: Any, encoder: Encoder, plan: Iterator[np.ndarray], *, start: int, steps: int,
+             num_workers: int | None, progress: bool) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(indices, uint8 pixels) of each planned batch: sliced from pixels decoded once when they fit in memory,
+    else decoded by DataLoader workers in the plan's order, at most ``PREFETCH_BATCHES`` ahead each."""
+    pixels = _pixels_in_memory(images, encoder, progress) if start < steps else None
+    if pixels is not None or start >= steps:
+        return ((b, pixels[torch.from_numpy(b)]) for b in plan)
+    workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    loader = DataLoader(_ImageDataset(images, encoder.resize), batch_sampler=_Plan(plan, steps - start),
+                        num_workers=workers, pin_memory=encoder.device.type == "cuda",
+                        prefetch_factor=PREFETCH_BATCHES if workers else None)
+    return ((i.numpy(), px) for i, px in loader)
+
+
+class _Step:
+    """One optimisation step of a run: its learning rate, per-step seed, loss, update and logit-scale clamp."""
+
+    def __init__(self, encoder: Encoder, optimizer: torch.optim.Optimizer, settings: TrainSettings,
+                 caption_ids: np.ndarray, uniq: list[str], text_states: torch.Tensor | None):
+        self.encoder, self.optimizer, self.settings = encoder, optimizer, settings
+        self.caption_ids, self.uniq, self.text_states = caption_ids, uniq, text_states
+        self.loss_fn = CaptionClipLoss() if settings.duplicates == "soft" else open_clip.ClipLoss()
+        self.logit_scale = encoder._logit_scale()
+        self.dev = encoder.device
+
+    def __call__(self, step: int, idx: np.ndarray, px: torch.Tensor) -> float:
+        """Train on one batch (indices ``idx``, uint8 pixels ``px``) as step ``step``; returns its loss."""
+        s, dev, encoder = self.settings, self.dev, self.encoder
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr_at(step, lr=s.lr, warmup=s.warmup, steps=s.steps)
+        torch.manual_seed(s.seed * 1_000_003 + step)
+        x = encoder.normalize(px.to(dev, non_blocking=True))
+        cid = torch.from_numpy(self.caption_ids[idx]).to(dev)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            if self.text_states is not None:
+                img_f, txt_f, scale = encoder.features(x, text_states=self.text_states[cid])
+            else:
+                img_f, txt_f, scale = encoder.features(x, [self.uniq[c] for c in self.caption_ids[idx]])
+        loss = self.loss_fn(img_f.float(), txt_f.float(), scale.float(),
+                            **({"caption_ids": cid} if s.duplicates == "soft" else {}))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.logit_scale.clamp_(0, math.log(100))
+        return float(loss.detach())
+
+
+def _run_steps(step: _Step, batches: Iterator[tuple[np.ndarray, torch.Tensor]], out: Path, *, start: int,
+               checkpoint_every: int, progress: bool) -> None:
+    """Steps ``start`` to ``steps``, with a progress bar, a checkpoint and the log every ``checkpoint_every``
+    steps and at the end; per-step seeds are drawn in a forked RNG so they do not leak to the caller."""
+    encoder, settings, dev = step.encoder, step.settings, step.dev
+    steps = settings.steps
     encoder.train(True)
     bar = tqdm(total=steps, initial=start, desc=f"training {encoder.name}", disable=not progress)
     ema, log_lines = None, []
     rng_devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices), bar:  # per-step seeds must not leak to the caller
-        for step in range(start, steps):
+    with torch.random.fork_rng(devices=rng_devices), bar:
+        for i in range(start, steps):
             idx, px = next(batches)
-            for g in optimizer.param_groups:
-                g["lr"] = lr_at(step, lr=lr, warmup=warmup, steps=steps)
-            torch.manual_seed(seed * 1_000_003 + step)
-            x = encoder.normalize(px.to(dev, non_blocking=True))
-            cid = torch.from_numpy(caption_ids[idx]).to(dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                if text_states is not None:
-                    img_f, txt_f, scale = encoder.features(x, text_states=text_states[cid])
-                else:
-                    img_f, txt_f, scale = encoder.features(x, [uniq[c] for c in caption_ids[idx]])
-            loss = loss_fn(img_f.float(), txt_f.float(), scale.float(),
-                           **({"caption_ids": cid} if duplicates == "soft" else {}))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                logit_scale.clamp_(0, math.log(100))
-            value = float(loss.detach())
+            value = step(i, idx, px)
             ema = value if ema is None else 0.9 * ema + 0.1 * value
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.3f}")
-            log_lines.append({"step": step + 1, "loss": value, "lr": optimizer.param_groups[0]["lr"],
-                              "logit_scale": float(logit_scale.detach().exp())})
-            if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-                _save_checkpoint(ckpt_path, encoder, optimizer, step + 1, settings)
-                _append_log(out / TRAIN_LOG, log_lines)
+            log_lines.append({"step": i + 1, "loss": value, "lr": step.optimizer.param_groups[0]["lr"],
+                              "logit_scale": float(step.logit_scale.detach().exp())})
+            if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
+                save_checkpoint(out / CHECKPOINT, encoder, step.optimizer, i + 1, settings)
+                append_log(out / TRAIN_LOG, log_lines)
                 log_lines = []
-    encoder.train(False)
-    encoder.save(out)
-    return encoder
 
 
 class _Plan:
@@ -418,26 +369,3 @@ class _Plan:
     def __iter__(self) -> Iterator[np.ndarray]:
         for _ in range(self.n):
             yield next(self.plan)
-
-
-def _captions_sha256(captions: Sequence[str]) -> str:
-    """sha256 of the captions joined by newlines, fed one at a time (no N-caption string is built)."""
-    h = hashlib.sha256()
-    for i, caption in enumerate(captions):
-        h.update(b"\n" if i else b"")
-        h.update(caption.encode())
-    return h.hexdigest()
-
-
-def _append_log(path: Path, lines: list[dict[str, Any]]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for line in lines:
-            f.write(json.dumps(line) + "\n")
-
-
-def read_train_log(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-step loss, learning rate and logit scale a run in ``out_dir`` logged."""
-    path = Path(out_dir) / TRAIN_LOG
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

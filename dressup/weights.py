@@ -24,8 +24,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from dressup.config import Study, StudyFileError
-from dressup.demo import local_dir
+from dressup.config import Study, StudyFileError, local_dir
 
 FORMAT = "dressup-weights/1"
 MANIFEST = "WEIGHTS.json"

@@ -3,11 +3,24 @@
     export    write the analysts' export (long table as CSV and Parquet, sessions, feedback)
     analyze   analyse a database, export or interchange CSV (same as ``python study/analyze.py``)
     simulate  write a simulated study database, or estimate power (``--power``)
+
+Each command has its own options (``python -m study export --help``); this module only picks the command, so
+an unknown one is named and the commands are listed.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable, Sequence
+
+from dressup import __version__
+
+COMMANDS = {
+    "export": "write the analysts' export (long table as CSV and Parquet, sessions, feedback)",
+    "analyze": "analyse a database, export or interchange CSV (same as `python study/analyze.py`)",
+    "simulate": "write a simulated study database, or estimate power (--power)",
+}
+ALIASES = {"analyze": ["analyse"]}
 
 
 def _command(name: str) -> Callable[[Sequence[str]], int]:
@@ -21,12 +34,24 @@ def _command(name: str) -> Callable[[Sequence[str]], int]:
     return main
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study", description="The study's researcher commands.",
+                                epilog="`python -m study COMMAND --help` lists a command's options")
+    p.add_argument("--version", action="version", version=f"dressup {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, helptext in COMMANDS.items():
+        # add_help=False: --help after the command reaches the command's own parser
+        sub.add_parser(name, help=helptext, aliases=ALIASES.get(name, []), add_help=False)
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help") or args[0] not in ("export", "analyze", "analyse", "simulate"):
-        print(__doc__.strip())
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    return _command(args[0])(args[1:])
+    try:
+        parsed, rest = build_parser().parse_known_args(args)
+    except SystemExit as e:  # argparse's own exit (help, version, an unknown command): its status, not a raise
+        return int(e.code or 0)
+    return _command(parsed.command)(rest)
 
 
 if __name__ == "__main__":

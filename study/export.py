@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
+from dressup.files import atomic_write
 from study.schema import LONG_QUERY, SCHEMA_VERSION, connect
 
-TMP_SUFFIX = ".tmp"
+TMP_SUFFIX = ".tmp"  # how dressup.files.atomic_write's temporary names end (none is left behind)
 FILES = ("long.csv", "long.parquet", "sessions.csv", "feedback.csv", "manifest.json")
 LONG_COLUMNS = ["participant", "session", "status", "attention_passed", "letter", "arm", "position", "item_id",
                 "relevant", "rating", "rank"]
@@ -84,10 +84,10 @@ def export(db: str | Path, out: str | Path, *, raw_ids: bool = False) -> ExportS
     out.mkdir(parents=True, exist_ok=True)
     long = long[LONG_COLUMNS]
     written = [
-        _atomic(out / "long.csv", lambda p: csv_safe(long).to_csv(p, index=False)),
-        _atomic(out / "long.parquet", lambda p: long.to_parquet(p, index=False)),
-        _atomic(out / "sessions.csv", lambda p: csv_safe(sessions[SESSION_COLUMNS]).to_csv(p, index=False)),
-        _atomic(out / "feedback.csv",
+        atomic_write(out / "long.csv", lambda p: csv_safe(long).to_csv(p, index=False)),
+        atomic_write(out / "long.parquet", lambda p: long.to_parquet(p, index=False)),
+        atomic_write(out / "sessions.csv", lambda p: csv_safe(sessions[SESSION_COLUMNS]).to_csv(p, index=False)),
+        atomic_write(out / "feedback.csv",
                 lambda p: csv_safe(feedback[["session", "letter", "arm", "text", "answered_at"]]).to_csv(p, index=False)),
     ]
     manifest = {
@@ -99,7 +99,7 @@ def export(db: str | Path, out: str | Path, *, raw_ids: bool = False) -> ExportS
         "pseudonymised": not raw_ids,
         "files": [p.name for p in written],
     }
-    written.append(_atomic(out / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n")))
+    written.append(atomic_write(out / "manifest.json", json.dumps(manifest, indent=2) + "\n"))
     return ExportSummary(out, written, len(sessions), len(long))
 
 
@@ -156,13 +156,6 @@ def _pseudonyms(sessions: pd.DataFrame, raw_ids: bool) -> tuple[dict[str, str], 
     return session_name, participant_name
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def _resolve(study: str | None, db: str | None, out: str | None) -> tuple[Path, Path]:
     if study and db:
         raise ValueError("give either --study or --db, not both")
@@ -182,13 +175,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="export folder (default: export/ beside the database)")
     parser.add_argument("--raw-ids", action="store_true",
                         help="keep real participant and session ids (never for a folder that is pushed)")
+    parser.add_argument("--json", action="store_true", help="print what was exported (or the error) as JSON")
     args = parser.parse_args(argv)
     try:
         db_path, out = _resolve(args.study, args.db, args.out)
         s = export(db_path, out, raw_ids=args.raw_ids)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(e)}))
+        else:
+            print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.json:
+        print(json.dumps({"database": str(db_path), "folder": str(s.folder), "sessions": s.sessions,
+                          "rows": s.rows, "files": [str(f) for f in s.files]}))
+        return 0
     print(f"exported {s.sessions} sessions ({s.rows} shown images) from {db_path} to {s.folder}:"
           f" {', '.join(p.name for p in s.files)}")
     return 0

@@ -91,7 +91,7 @@ PAGE_JS = """() => {
       : `Model ${(at || grids[0] || {id: "grid-A"}).id.slice(5)} of ${grids.length}`;
     if (bar.textContent !== text) bar.textContent = text;
     document.querySelectorAll("#grid-nav a").forEach((a) => {
-      const on = a.textContent.trim() === text.replace(/ of \d+$/, "");
+      const on = a.textContent.trim() === text.replace(/ of \\d+$/, "");
       if (on) a.setAttribute("aria-current", "true"); else a.removeAttribute("aria-current");
     });
   };

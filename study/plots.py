@@ -1,5 +1,5 @@
 """The analysis' PNG plots: MAP@4 / rating / rank per arm with CIs, rating and rank distributions,
-position effects. Drawn from an ``Analysis`` (``study.analyze``) with matplotlib's Agg backend.
+position effects. Drawn from an ``Analysis`` (``study.findings``) with matplotlib's Agg backend.
 
 What a reader can rely on: every panel says how many participants it rests on (the rank panel counts
 complete rankings, which can be fewer than the participants analysed); an interval is drawn only when
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from study.analyze import Analysis, _fmt, _p
+from study.findings import Analysis
+from study.formatting import number, p_value
 
 ARM_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
 
@@ -72,7 +73,7 @@ def _plot_map(a: Analysis, out: Path, plt: Any) -> Path:
         if err is not None:
             ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=6, lw=1.5)
         for xi, yi in zip(x, y):
-            ax.text(xi, ylim[0] + 0.03 * (ylim[1] - ylim[0]), _fmt(yi, 2), ha="center", va="bottom",
+            ax.text(xi, ylim[0] + 0.03 * (ylim[1] - ylim[0]), number(yi, 2), ha="center", va="bottom",
                     color="white", fontweight="bold")
         if name == "map4_paper":  # the Kaggle variant beside each bar, with its own interval
             yk = f["map4_kaggle"].to_numpy(dtype=float)
@@ -92,7 +93,7 @@ def _plot_map(a: Analysis, out: Path, plt: Any) -> Path:
     for i, (xi, yi, c) in enumerate(zip(x, y, colours)):
         yerr = None if err is None else np.nan_to_num(err[:, i:i + 1])
         ax.errorbar([xi], [yi], yerr=yerr, fmt="o", color=c, ecolor="black", capsize=6, ms=11, lw=1.5)
-        ax.text(xi + 0.15, yi, _fmt(yi, 2), va="center", fontweight="bold")
+        ax.text(xi + 0.15, yi, number(yi, 2), va="center", fontweight="bold")
     k = len(a.arms)
     ax.set_ylim(k + 0.2, 0.8)
     ax.set_yticks(range(1, k + 1), [ordinal(i) for i in range(1, k + 1)])
@@ -125,7 +126,7 @@ def _plot_ratings(a: Analysis, out: Path, plt: Any) -> Path:
             ax.axvspan(fig_row["avg_rating_ci_low"], fig_row["avg_rating_ci_high"], color="black", alpha=0.12, lw=0)
         ax.set_ylim(0, max(share.max() * 1.25, 0.05))
         ax.set_ylabel("share")
-        ax.set_title(f"{arm}: mean {_fmt(fig_row['avg_rating'], 2)}, n = {participants(int(row.sum()))}",
+        ax.set_title(f"{arm}: mean {number(fig_row['avg_rating'], 2)}, n = {participants(int(row.sum()))}",
                      loc="left", fontsize=11, fontweight="bold")
     axes[-1, 0].set_xticks(range(1, 11))
     axes[-1, 0].set_xlim(0.4, 10.6)
@@ -185,7 +186,7 @@ def _plot_positions(a: Analysis, out: Path, plt: Any) -> Path:
         ax.set_xlabel("letter (grid's place on the page, A = first)")
         rows = a.friedman[(a.friedman["by"] == "letter") & (a.friedman["measure"] == name)]
         if len(rows):
-            title += f"\n(Friedman p = {_p(float(rows['p'].iloc[0]))})"
+            title += f"\n(Friedman p = {p_value(float(rows['p'].iloc[0]))})"
         ax.set_title(title)
         if name == "rank":
             ax.invert_yaxis()

@@ -6,144 +6,71 @@ callable over HTTP by anyone (see shared/notes/stack-2026.md §1), so the UI's o
 that is a permutation, ratings 1-10, letters A-D) are conveniences, not guarantees.
 
 Blinding lives here too. The arm behind a letter is looked up in the store and never leaves this module:
-what goes out is a ``Progress`` (letters, PIL images re-encoded identically for every arm, answers). Each
-grid cell is letterboxed by ``dressup.grid.fit_cell`` to the same 256-pixel square and encoded as PNG with
-no metadata; those exact bytes are kept under ``results_dir/stimuli/<sha256>.png`` and their hash recorded,
-so a resumed session is served the very same pixels. Gradio re-encodes a PIL image with the same PNG call
-(``save(format="png", pnginfo=<empty>)``), so the bytes a browser receives hash to the recorded value.
+what goes out is a ``Progress`` (letters, the stored cell files, answers). Every cell is encoded the same way
+whichever arm drew it and kept by its hash (``study.stimuli``), so a resumed session is served the very same
+bytes; photos are kept as clean copies (``study.uploads``).
 
 Errors a participant can cause raise ``ParticipantError`` (or the store's ``AnswerRefused``), whose message
 is written for them and never names an arm.
+
+Also importable from here, where they used to live: the URL entry (``study.entry``), the results-folder
+check (``study.results_folder``), the cell encoding (``study.stimuli``) and the researcher functions
+(``study.researcher``).
 """
 from __future__ import annotations
 
-import errno
 import hashlib
-import hmac
-import io
-import json
 import logging
-import os
 import re
 import secrets
-import shutil
-import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
-
-from PIL import Image, PngImagePlugin
+from typing import Any, Callable
 
 from dressup.config import Study
-from dressup.grid import fit_cell
-from dressup.images import ImageError, image_info, load_image, release_memory
+from dressup.images import load_image
+from dressup.protocols import Arm
 from dressup.records import Preference, Shown
+from study import drafts
 from study.clients import ClientGuard
 from study.database import database_url
 from study.design import assignment
-from study import drafts
-from study.schema import GRID_SIZE, LETTERS, connect
+from study.entry import RESUME_PARAM, SESSION_RE, URL_PARAMS, Visit, parse_entry, session_id_from_link
+from study.errors import ParticipantError
+from study.researcher import (
+    check_researcher,
+    dumps_summary,
+    researcher_export,
+    researcher_password,
+    researcher_summary,
+)
+from study.results_folder import MIN_FREE_MB, ResultsFolderError, check_results_folder, keep_file, local_file
+from study.schema import GRID_SIZE, LETTERS
+from study.stimuli import CELL_PIXELS, PNG_LEVEL, Stimuli, cell_png, png_bytes
 from study.store import AnswerRefused, ShownRow, Store
+from study.uploads import Upload, check_count, clean_jpeg, decode_photos, forget_uploads, upload_path
+
+__all__ = [  # the names other modules and tests import from here (several now live in the modules above)
+    "ARM_WORKERS", "ASSIGNMENT_SECRET", "AnswerRefused", "CELL_PIXELS", "GENDERS", "LATIN_SQUARE_COUNTER",
+    "MIN_FREE_MB", "PNG_LEVEL", "PREPARING_KEEP", "ParticipantError", "Progress", "RESUME_PARAM",
+    "ResultsFolderError", "SUBMITS_AT_ONCE", "Sessions", "URL_PARAMS", "Visit", "WEAR", "check_researcher",
+    "check_results_folder", "dumps_summary", "parse_entry", "png_bytes", "researcher_export",
+    "researcher_password", "researcher_summary", "session_id_from_link",
+]
 
 log = logging.getLogger(__name__)
 
-CELL_PIXELS = 256
 PREPARING_KEEP = 256  # sessions whose early start is remembered until their Submit
-UPLOAD_SIDE = 512  # photos are decoded at no less than this short side: well above any encoder's input (224)
-_DECODING = threading.BoundedSemaphore(2)  # photos decoded at once, whatever the number of participants
 SUBMITS_AT_ONCE = 8  # Submits handled together (one session holds at most 3: study.clients)
 ARM_WORKERS = 4  # workers per arm: Submits' arm work runs in one pool of this many per arm
-URL_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-RESUME_PARAM = "session"
 LATIN_SQUARE_COUNTER = "latin_square"
 ASSIGNMENT_SECRET = "assignment"  # deals the square's rows (study.design); lives in the database only
 GENDERS = {"any": None, "menswear": "menswear", "womenswear": "womenswear"}
 WEAR = {"Yes": True, "No": False}
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _CODE_RE = re.compile(r"^DU-[0-9A-F]{8}$")
-_PNG = PngImagePlugin.PngInfo()  # empty: no text, time or colour chunks
-# zlib level of the stored (and served) cells. Level 0 ("stored" deflate blocks) makes every 256x256 RGB cell
-# exactly the same number of bytes (196,993), whatever it shows: compressed, a generated picture was 92-117 KB
-# against 21-79 KB for a catalogue photo, so the largest grid gave the generative arm away. Padding to a fixed
-# size would not do: a padding chunk's length field states the real size. The price is bandwidth (3.2 MB a page).
-PNG_LEVEL = 0
-# Free space the results folder must have at start: a session keeps up to 4 JPEG uploads and 16 PNG cells
-# (about 3.5 MB), so this is room for a few hundred sessions before anything can fail for want of disk.
-MIN_FREE_MB = 1024
-
-
-class ParticipantError(ValueError):
-    """Something the participant can fix; the message is written for them and never names an arm."""
-
-
-class ResultsFolderError(RuntimeError):
-    """The results folder cannot take answers (read-only, full, not a folder); the message names the fix."""
-
-
-def check_results_folder(study: Study, min_free_mb: float = MIN_FREE_MB) -> None:
-    """Refuse to start unless every folder answers are written to can be written now and has room.
-
-    Answers are committed one by one while participants work; a folder that cannot take them would turn
-    every answer into an error in front of a participant (or, worse, a study that looks fine and records
-    nothing). So the database, uploads and stimuli folders are each created and probed with a real
-    write + fsync at start, the database is opened for writing, and free space is checked.
-    """
-    fix = f"make it writable (or set results_dir in {study.path.name} to a writable folder) and start again"
-    root = study.results_dir
-    for folder in (root, root / "uploads", root / "stimuli"):
-        probe = folder / f".write-probe-{secrets.token_hex(4)}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(probe, "wb") as f:
-                f.write(b"probe")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            why = "free some disk space or set results_dir to a larger disk" if e.errno == errno.ENOSPC else fix
-            raise ResultsFolderError(f"the results folder {folder} cannot be written ({e.strerror or e}); {why}") from e
-        finally:
-            try:
-                probe.unlink(missing_ok=True)
-            except OSError:
-                pass
-    free_mb = shutil.disk_usage(root).free / 2 ** 20
-    if free_mb < min_free_mb:
-        raise ResultsFolderError(
-            f"the results folder {root} has only {free_mb:.1f} MB free, under the {min_free_mb:g} MB a study needs "
-            "to record answers and photos; free some disk space or set results_dir to a larger disk")
-    try:
-        conn = connect(study.db_path)  # as the store opens it: WAL, schema created if new
-        try:  # a real page write, rolled back: SQLite opens a read-only file without complaint until then
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise ResultsFolderError(f"the study database {study.db_path} cannot be written ({e}); {fix}") from e
-
-
-class Arm(Protocol):
-    name: str
-
-    def recommend(self, pref: Preference, seed: int = 0) -> list[Shown]: ...
-
-
-@dataclass
-class Visit:
-    """What ``gr.State`` holds for one page load: the validated URL entry and, after consent, the session.
-
-    The session id enters a Visit only through consent or the resume-link flow, never as a plain input.
-    """
-
-    participant: str | None = None
-    source: dict[str, Any] = field(default_factory=dict)
-    session_id: str | None = None
-
 
 @dataclass
 class Progress:
@@ -164,46 +91,6 @@ class Progress:
     completion_code: str | None = None
     completion_url: str = ""
 
-
-def parse_entry(query: Mapping[str, str]) -> tuple[Visit, str | None]:
-    """Validate the URL's parameters (client-controlled): Prolific's ids and an optional resume link.
-
-    Returns the visit (nothing is recorded yet: consent comes first) and the session id to resume, if any.
-    Invalid values are not used; their key names (never their values) are kept in ``source`` as a flag.
-    """
-    source: dict[str, Any] = {}
-    invalid = []
-    for key in URL_PARAMS:
-        value = query.get(key)
-        if value is None:
-            continue
-        if _ID_RE.match(str(value)):
-            source[key] = str(value)
-        else:
-            invalid.append(key)
-    if invalid:
-        source["invalid_params"] = invalid
-    resume = query.get(RESUME_PARAM)
-    resume = resume if resume and _SESSION_RE.match(str(resume)) else None
-    return Visit(participant=source.get("PROLIFIC_PID"), source=source), resume
-
-
-def session_id_from_link(link: str) -> str:
-    """The session id in a resume link (``...?session=ID``) or a bare id; raises ParticipantError if none."""
-    link = (link or "").strip()
-    m = re.search(r"[?&]session=([A-Za-z0-9_-]+)", link)
-    candidate = m.group(1) if m else link
-    if not _SESSION_RE.match(candidate):
-        raise ParticipantError("That does not look like a session link. Paste the whole link you saved.")
-    return candidate
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """A cell as the PNG file that is stored and served byte for byte: no metadata chunks, and uncompressed, so
-    every cell of the same size has the same length (see ``PNG_LEVEL``)."""
-    buf = io.BytesIO()
-    image.save(buf, format="png", pnginfo=_PNG, compress_level=PNG_LEVEL)
-    return buf.getvalue()
 
 
 def _colour_list(text: str | None) -> list[str]:
@@ -229,27 +116,6 @@ def _after(first: Future | None, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
-def _clean(image: Image.Image) -> Image.Image:
-    """A fresh RGB image with the same pixels and an empty ``info``, so no metadata can be re-emitted."""
-    out = Image.new("RGB", image.size)
-    out.paste(image.convert("RGB"))
-    return out
-
-
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` unless it exists, so that no reader (a concurrent render, a restart after a
-    crash) ever sees half a file. ``durable`` also flushes it to disk first: answers' files need that, a
-    throw-away copy does not."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Sessions:
@@ -271,6 +137,7 @@ class Sessions:
         self.arm_names = [a.name for a in study.arms]
         self.store = store or Store(database_url(study.database, study.db_path), study.name)
         self.stimuli_dir = study.results_dir / "stimuli"
+        self.stimuli = Stimuli(self.stimuli_dir, self.store)
         self.uploads_dir = study.results_dir / "uploads"
         self._pool = ThreadPoolExecutor(max_workers=len(self.arm_names) * ARM_WORKERS, thread_name_prefix="arm")
         self.clients = ClientGuard(refusal=ParticipantError)  # per-tab, per-session and per-address budgets
@@ -297,7 +164,7 @@ class Sessions:
 
     def resume(self, session_id: str) -> tuple[Visit, Progress]:
         """Open an existing session from its link, exactly where it was."""
-        row = self.store.session(session_id) if _SESSION_RE.match(session_id or "") else None
+        row = self.store.session(session_id) if SESSION_RE.match(session_id or "") else None
         if row is None or row.study != self.study.name:
             raise ParticipantError("This session link is not known here. Please start again from your study link.")
         if row.status == "withdrawn":
@@ -373,14 +240,14 @@ class Sessions:
         photos = [p for p in (photos or []) if p]
         old = self.store.uploads(session_id)  # saved as they were added, or by an earlier Submit
         if not photos and old:  # stored as they were added (study.drafts), or by an earlier Submit
-            self._check_count(len(old))
+            check_count(self.study.ui, len(old))
             uploads = [(u["sha256"], u["path"], u["width"], u["height"]) for u in old]
         else:
             uploads = self._keep_or_save(session_id, photos, old)
         # every grid is computed from the stored clean copies: what the database keeps is what was used
-        images = [load_image(self._local(Path(u[1]))) for u in uploads]
+        images = [load_image(local_file(self.store, Path(u[1]))) for u in uploads]
         self.store.save_preference(session_id, text, GENDERS[gender_key], avoid, uploads)
-        self._forget_uploads(old, keep={u[1] for u in uploads})
+        forget_uploads(old, keep={u[1] for u in uploads})
         pref = Preference(text=text, images=images, gender=GENDERS[gender_key], avoid_colours=avoid)
         self._record_grids(session_id, pref)
         return self.progress(session_id)
@@ -452,14 +319,14 @@ class Sessions:
             budget()
         uploads = self._keep_or_save(sid, photos, old, counted=False)
         drafts.save_uploads(self.store, sid, uploads)
-        self._forget_uploads(old, keep={u[1] for u in uploads})
+        forget_uploads(old, keep={u[1] for u in uploads})
         return len(uploads)
 
     def _keep_or_save(self, session_id: str, photos: Sequence[str | Path | bytes], old: Sequence[Mapping[str, Any]],
-                      counted: bool = True) -> list[tuple[str, str, int, int]]:
+                      counted: bool = True) -> list[Upload]:
         """The uploads for ``photos``: one already stored (the same bytes, e.g. the page sending back the
         clean copy it was given) is kept as it is; only new ones are decoded and stored."""
-        self._check_count(len(photos), counted)
+        check_count(self.study.ui, len(photos), counted)
         by_sha = {u["sha256"]: u for u in old}
         shas = [drafts.content_sha(p) for p in photos]
         new = [p for p, h in zip(photos, shas) if h not in by_sha]
@@ -467,55 +334,22 @@ class Sessions:
         return [(h, by_sha[h]["path"], by_sha[h]["width"], by_sha[h]["height"]) if h in by_sha else next(saved)
                 for h in shas]
 
-    @staticmethod
-    def _forget_uploads(old: Sequence[Mapping[str, Any]], keep: set[str]) -> None:
-        """Photos replaced: delete the files nobody refers to any more."""
-        for u in old:
-            if u["path"] not in keep:
-                Path(u["path"]).unlink(missing_ok=True)
-
-    def _check_count(self, n: int, counted: bool = True) -> None:
-        ui = self.study.ui
-        if not (ui.min_photos if counted else 0) <= n <= ui.max_photos:
-            raise ParticipantError(
-                f"Please add {ui.min_photos} to {ui.max_photos} photos of clothes you like (you added {n}).")
-
     def _save_uploads(self, session_id: str, photos: Sequence[str | Path | bytes],
-                      counted: bool = True) -> tuple[list, list]:
+                      counted: bool = True) -> tuple[list, list[Upload]]:
         """Decode every photo with the study's limits; keep each as a metadata-free JPEG (EXIF, including
-        GPS, is dropped) named by a hash, under results/uploads which is never served. ``counted``: refuse a
-        number of photos outside the study's range (a draft only refuses too many)."""
-        ui = self.study.ui
-        self._check_count(len(photos), counted)
-        max_bytes, max_pixels = int(ui.max_upload_mb * 1024 * 1024), int(ui.max_megapixels * 1e6)
-        for i, photo in enumerate(photos, 1):  # every header first: one bad photo costs no decoding at all
-            try:
-                image_info(photo, max_bytes=max_bytes, max_pixels=max_pixels)
-            except ImageError as e:
-                raise ParticipantError(f"Photo {i}: {e}") from e
-        images = []
-        for i, photo in enumerate(photos, 1):
-            try:
-                with _DECODING:
-                    images.append(load_image(photo, max_bytes=max_bytes, max_pixels=max_pixels, min_side=UPLOAD_SIDE))
-            except ImageError as e:
-                raise ParticipantError(f"Photo {i}: {e}") from e
-        release_memory()
-        uploads = []
+        GPS, is dropped) named by a hash, under results/uploads which is never served (``study.uploads``).
+        ``counted``: refuse a number of photos outside the study's range (a draft only refuses too many)."""
+        check_count(self.study.ui, len(photos), counted)
+        images = decode_photos(photos, self.study.ui)
+        saved = []
         for photo, im in zip(photos, images):
-            buf = io.BytesIO()
-            _clean(im).save(buf, format="JPEG", quality=95)
-            data = buf.getvalue()
-            content = hashlib.sha256(data).hexdigest()
-            # per-session file name: withdrawing one session never deletes another's identical photo
-            path = self.uploads_dir / (hashlib.sha256(session_id.encode() + data).hexdigest() + ".jpg")
-            atomic_write(path, data)
-            if self.store.shared:  # every host of the study can read it (a resume elsewhere re-submits)
-                self.store.put_blob(path.stem, data)
-            uploads.append((content, str(path), im.width, im.height))
+            data = clean_jpeg(im)
+            path = upload_path(self.uploads_dir, session_id, data)
+            keep_file(self.store, path, data)  # every host of the study can read it (a resume elsewhere re-submits)
+            saved.append((hashlib.sha256(data).hexdigest(), str(path), im.width, im.height))
             if self.on_upload_stored is not None and isinstance(photo, (str, Path)):
                 self.on_upload_stored(Path(photo), data)
-        return images, uploads
+        return images, saved
 
     def _record_grids(self, session_id: str, pref: Preference) -> None:
         row = self._row(session_id)
@@ -545,11 +379,7 @@ class Sessions:
                 raise RuntimeError(f"an arm returned {len(shown)} images for letter {letter}, not {GRID_SIZE}")
             rows = []
             for pos, s in enumerate(shown, 1):
-                data = png_bytes(_clean(fit_cell(s.image, CELL_PIXELS)))
-                sha = hashlib.sha256(data).hexdigest()
-                atomic_write(self.stimuli_dir / f"{sha}.png", data)
-                if self.store.shared:
-                    self.store.put_blob(sha, data)
+                sha = self.stimuli.keep(cell_png(s.image))
                 rows.append(ShownRow(letter, pos, s.item_id, sha, s.caption, float(s.score)))
             grids[letter] = rows
         self.store.save_shown(session_id, grids)  # False when a concurrent submit recorded first: theirs stand
@@ -557,15 +387,7 @@ class Sessions:
     def stimulus_path(self, row: ShownRow) -> Path:
         """The stored PNG of a shown cell, named by the sha256 of its bytes (the page serves these very bytes);
         on a host that did not draw it, copied from the shared database first."""
-        return self._local(self.stimuli_dir / f"{row.image_sha256}.png")
-
-    def _local(self, path: Path) -> Path:
-        """``path``, fetched from the database's blobs (named by the file's stem) when this host lacks it."""
-        if not path.exists() and self.store.shared:
-            data = self.store.blob(path.stem)
-            if data is not None:
-                atomic_write(path, data)
-        return path
+        return self.stimuli.path(row.image_sha256)
 
     # --- answers ------------------------------------------------------------------------------------
     def _letter(self, letter: str) -> str:
@@ -669,39 +491,3 @@ class Sessions:
         if row.status == "withdrawn":
             return
         self.withdraw(row.session_id)
-
-
-# --- researcher page -------------------------------------------------------------------------------------
-def researcher_password(study: Study) -> str | None:
-    """The researcher page's password, or None (page off) when the study's env var is unset or empty."""
-    return os.environ.get(study.ui.researcher_password_env) or None
-
-
-def check_researcher(study: Study, given: str | None) -> None:
-    """Refuse unless the page is on and the password matches (constant-time comparison)."""
-    expected = researcher_password(study)
-    if expected is None:
-        raise ParticipantError("The researcher page is off.")
-    if not hmac.compare_digest((given or "").encode(), expected.encode()):
-        raise ParticipantError("Wrong password.")
-
-
-def researcher_summary(sessions: Sessions, password: str | None) -> dict[str, Any]:
-    """Live counts per arm and letter and sessions by status (researcher-only: names arms)."""
-    check_researcher(sessions.study, password)
-    counts = sessions.store.counts()
-    return {"study": sessions.study.name, "participants_wanted": sessions.study.participants_wanted,
-            "sessions_completed": counts["by_status"].get("completed", 0), **counts}
-
-
-def researcher_export(sessions: Sessions, password: str | None, out_dir: Path) -> list[Path]:
-    """Write the analysts' export (``study.export``: pseudonymised CSV/Parquet) into ``out_dir`` for download.
-    ``out_dir`` must lie outside the results folder, which is never served."""
-    check_researcher(sessions.study, password)
-    from study.export import export
-
-    return export(sessions.store.url if sessions.store.shared else sessions.study.db_path, out_dir).files
-
-
-def dumps_summary(summary: Mapping[str, Any]) -> str:
-    return json.dumps(summary, indent=2, sort_keys=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -277,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diff", type=float, help="with --power: effect of the 2nd arm over the others")
     parser.add_argument("--reps", type=int, default=200, help="with --power: simulated studies")
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
     args = parser.parse_args(argv)
     try:
         if args.diff is not None and args.effects:
@@ -289,19 +291,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.n < 1:
             raise ValueError("--n must be at least 1")
         if args.power:
-            return _print_power(power(effects, args.n, reps=args.reps, seed=args.seed, alpha=args.alpha,
-                                      progress=True))
+            result = power(effects, args.n, reps=args.reps, seed=args.seed, alpha=args.alpha, progress=not args.json)
+            return _print_power_json(result) if args.json else _print_power(result)
         if not args.out:
             raise ValueError("--out DB is needed to write a simulated study (or use --power)")
         s = write_study(args.out, effects, args.n, seed=args.seed, incomplete=args.incomplete,
                         withdrawn=args.withdrawn, attention_fail=args.attention_fail)
     except (ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(e)}))
+        else:
+            print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.json:
+        print(json.dumps({"path": str(s.path), "sessions": s.sessions, "completed": s.completed,
+                          "incomplete": s.incomplete, "withdrawn": s.withdrawn,
+                          "attention_failed": s.attention_failed, "seconds": s.seconds}))
+        return 0
     balanced = "" if args.n % cycle_length(len(effects)) == 0 else \
         f" (not a multiple of {cycle_length(len(effects))}: the Latin square is not exactly balanced)"
     print(f"wrote {s.sessions} sessions to {s.path} in {s.seconds:.1f} s{balanced}: {s.completed} completed,"
           f" {s.incomplete} incomplete, {s.withdrawn} withdrawn, {s.attention_failed} failed the attention check")
+    return 0
+
+
+def _print_power_json(r: PowerResult) -> int:
+    """The power estimate as JSON: the share of simulated studies in which each test was significant."""
+    pairs = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+             for row in r.pairs[["arm_a", "arm_b", "measure", "significant"]].to_dict("records")]
+    print(json.dumps({"n": r.n, "reps": r.reps, "alpha": r.alpha, "effects": r.effects,
+                      "friedman": {m: float(v) for m, v in (r.friedman or {}).items()}, "pairwise": pairs}))
     return 0
 
 

@@ -5,30 +5,24 @@ participant can repeat themselves (double clicks, two tabs, a reload): answers a
 keys, completion returns the same code twice, shown items are written once. What a participant may not
 do (answer after completion or withdrawal, answer a letter that does not exist) raises ``AnswerRefused``,
 whose message is safe to show them.
+
+The connection and transaction plumbing (and the blobs, secrets and counters shared by every host) is
+``study.store_db.Database``, which ``Store`` extends.
 """
 from __future__ import annotations
 
 import json
-import logging
-import re
 import secrets
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-from study.database import DatabaseUnavailable, database_url, is_sqlite, make_engine, named
+from study.errors import AnswerRefused
 from study.schema import GRID_SIZE, LETTERS
+from study.store_db import Conn, Database, Row
 
-log = logging.getLogger(__name__)
-
-
-class AnswerRefused(ValueError):
-    """An answer the study cannot take; the message is written for the participant."""
+__all__ = ["AnswerRefused", "SessionRow", "ShownRow", "Store", "now"]
 
 
 def now() -> str:
@@ -58,150 +52,25 @@ class ShownRow:
     score: float | None
 
 
-class _Row(dict):
-    """A result row read by column name or, like a DB-API tuple, by position."""
 
-    def __getitem__(self, key: Any) -> Any:
-        return list(self.values())[key] if isinstance(key, int) else super().__getitem__(key)
+def new_session_id() -> str:
+    """An unguessable session id (128 random bits, URL-safe) that never starts with "-": a CSV export must
+    prefix text starting with "-" against spreadsheet formulas, and a researcher's raw export must keep the
+    ids exactly as the database has them, to join the two."""
+    while True:
+        session_id = secrets.token_urlsafe(16)
+        if not session_id.startswith("-"):
+            return session_id
 
-
-class _Result:
-    def __init__(self, result: Any) -> None:
-        self._rows = [_Row(r._mapping) for r in result] if result.returns_rows else []
-
-    def fetchone(self) -> _Row | None:
-        return self._rows[0] if self._rows else None
-
-    def fetchall(self) -> list[_Row]:
-        return self._rows
-
-    def __iter__(self) -> Iterator[_Row]:
-        return iter(self._rows)
-
-
-class _Conn:
-    """A SQLAlchemy connection that takes the store's ``?`` SQL (see ``study.database.named``)."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def execute(self, sql: str, args: tuple | list = ()) -> _Result:
-        stmt, params = named(sql, args)
-        return _Result(self.conn.execute(stmt, params))
-
-    def executemany(self, sql: str, seq: Any) -> None:
-        seq = list(seq)
-        if seq:
-            self.conn.execute(named(sql, seq[0])[0], [named(sql, a)[1] for a in seq])
-
-
-@contextmanager
-def _available() -> Iterator[None]:
-    """A database that cannot be reached becomes ``DatabaseUnavailable`` (a message for the participant)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as e:
-        log.warning("database unavailable: %s", str(e).splitlines()[0][:200])
-        raise DatabaseUnavailable() from e
-    except DBAPIError as e:
-        if e.connection_invalidated:
-            raise DatabaseUnavailable() from e
-        raise
-
-
-class Store:
-    """One study database (SQLite file or PostgreSQL URL, ``study.database``). Thread-safe: every call takes a
-    pooled connection of its own, and Gradio runs handlers on worker threads."""
+class Store(Database):
+    """One study's record in one database (SQLite file or PostgreSQL URL, ``study.database``). Thread-safe:
+    every call takes a pooled connection of its own, and Gradio runs handlers on worker threads."""
 
     def __init__(self, path: str | Path, study: str) -> None:
-        target = str(path)
-        self.url = target if re.match(r"^(sqlite|postgres)", target) else database_url("", target)
-        self.path = Path(self.url.split("sqlite:///", 1)[1]) if is_sqlite(self.url) else None
-        self.shared = not is_sqlite(self.url)  # a server: stimuli and uploads also go in as blobs
-        # a write reads its session row locked: PostgreSQL's READ COMMITTED would let two transactions both see
-        # "not completed" (two completion codes, an answer after completion); SQLite's BEGIN IMMEDIATE already
-        # serialises every writer and has no FOR UPDATE
-        self._for_update = "" if is_sqlite(self.url) else " FOR UPDATE"
+        super().__init__(path)
         self.study = study
-        with _available():
-            self.engine = make_engine(self.url)
-        self._lock = threading.RLock()
-        self._batch: tuple[int, Any] | None = None  # (thread, connection) of a running batch()
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def _in_batch(self) -> Any:
-        batch = self._batch
-        return batch[1] if batch is not None and batch[0] == threading.get_ident() else None
-
-    @contextmanager
-    def _tx(self) -> Iterator[_Conn]:
-        """One transaction (SQLite: ``BEGIN IMMEDIATE``, the write lock up front, so writers never deadlock).
-
-        Inside ``batch()`` each call becomes a SAVEPOINT instead, so a refused answer still rolls back
-        only itself while the whole batch shares one commit.
-        """
-        batch = self._in_batch()
-        if batch is not None:
-            with batch.begin_nested():
-                yield _Conn(batch)
-            return
-        with _available(), self.engine.begin() as conn:
-            yield _Conn(conn)
-
-    @contextmanager
-    def batch(self) -> Iterator["Store"]:
-        """One transaction around many calls (simulations, imports); every method keeps its checks.
-
-        The app never uses this: a participant's answer is committed the moment it is given.
-        """
-        with self._lock, _available(), self.engine.begin() as conn:
-            self._batch = (threading.get_ident(), conn)
-            try:
-                yield self
-            finally:
-                self._batch = None
-
-    def _query(self, sql: str, args: tuple = ()) -> list[_Row]:
-        batch = self._in_batch()
-        if batch is not None:
-            return _Conn(batch).execute(sql, args).fetchall()
-        with _available(), self.engine.connect().execution_options(dressup_read=True) as conn:
-            return _Conn(conn).execute(sql, args).fetchall()
-
-    @contextmanager
-    def reading(self) -> Iterator[Any]:
-        """A read-only SQLAlchemy connection (SQLite: a deferred BEGIN, so it never waits for a writer), for
-        readers of whole tables such as ``study.push``."""
-        with _available(), self.engine.connect().execution_options(dressup_read=True) as conn:
-            yield conn
-
-    # --- blobs (stimuli and uploads, by content, readable by every host) ----------------------------------
-    def put_blob(self, sha256: str, data: bytes) -> None:
-        with self._tx() as c:
-            c.execute("INSERT INTO blobs(sha256, data) VALUES (?, ?) ON CONFLICT DO NOTHING", (sha256, data))
-
-    def blob(self, sha256: str) -> bytes | None:
-        rows = self._query("SELECT data FROM blobs WHERE sha256 = ?", (sha256,))
-        return bytes(rows[0]["data"]) if rows else None
-
-    def secret(self, name: str) -> str:
-        """A random secret kept in this database under ``name``: drawn on first use, the same ever after and
-        for every host sharing the database (the Latin square's dealing, ``study.design``)."""
-        with self._tx() as c:
-            c.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                      (f"secret:{name}", secrets.token_hex(32)))
-            return str(c.execute("SELECT value FROM meta WHERE key = ?", (f"secret:{name}",)).fetchone()[0])
 
     # --- sessions -------------------------------------------------------------------------------
-    def next_counter(self, name: str) -> int:
-        """Atomically take the next value of a named counter (0, 1, 2, ...), e.g. the Latin-square row."""
-        with self._tx() as c:  # the UPDATE locks the row: concurrent hosts take turns, none reads a stale value
-            c.execute("INSERT INTO counters(name, value) VALUES (?, 0) ON CONFLICT DO NOTHING", (name,))
-            value = c.execute("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", (name,)).fetchone()[0]
-        return int(value) - 1
-
     def create_session(
         self,
         participant: str,
@@ -214,7 +83,7 @@ class Store:
         """Record consent: a new session with its arm-to-letter assignment. Returns an unguessable id."""
         if sorted(assignments) != sorted(LETTERS[: len(assignments)]):
             raise ValueError(f"assignments must use letters {LETTERS[:len(assignments)]}, got {sorted(assignments)}")
-        session_id = secrets.token_urlsafe(16)
+        session_id = new_session_id()
         t = now()
         with self._tx() as c:
             c.execute(
@@ -245,7 +114,7 @@ class Store:
         rows = self._query("SELECT session_id FROM sessions WHERE completion_code = ?", (code.strip(),))
         return self.session(rows[0]["session_id"]) if rows else None
 
-    def _open_session(self, c: _Conn, session_id: str) -> _Row:
+    def _open_session(self, c: Conn, session_id: str) -> Row:
         row = c.execute("SELECT status FROM sessions WHERE session_id = ?" + self._for_update, (session_id,)).fetchone()
         if row is None:
             raise AnswerRefused("This session does not exist. Please start again from your study link.")
@@ -255,7 +124,7 @@ class Store:
             raise AnswerRefused("This session was withdrawn; its data has been deleted.")
         return row
 
-    def _touch(self, c: _Conn, session_id: str, status: str | None = None) -> None:
+    def _touch(self, c: Conn, session_id: str, status: str | None = None) -> None:
         if status:
             c.execute("UPDATE sessions SET status = ?, updated_at = ? WHERE session_id = ?", (status, now(), session_id))
         else:
@@ -279,7 +148,7 @@ class Store:
             self._touch(c, session_id, "preference")
 
     @staticmethod
-    def _put_uploads(c: _Conn, session_id: str, uploads: list[tuple[str, str, int, int]]) -> None:
+    def _put_uploads(c: Conn, session_id: str, uploads: list[tuple[str, str, int, int]]) -> None:
         """Replace the session's uploads (sha256, path, width, height), in the order given."""
         c.execute("DELETE FROM uploads WHERE session_id = ?", (session_id,))
         c.executemany("INSERT INTO uploads(session_id, idx, sha256, path, width, height) VALUES (?, ?, ?, ?, ?, ?)",
@@ -325,7 +194,7 @@ class Store:
         return out
 
     # --- answers ------------------------------------------------------------------------------------
-    def _check_letter(self, c: _Conn, session_id: str, letter: str) -> None:
+    def _check_letter(self, c: Conn, session_id: str, letter: str) -> None:
         """An answer about grid ``letter`` needs that grid to have been shown to this session."""
         if not c.execute("SELECT 1 FROM assignments WHERE session_id = ? AND letter = ?", (session_id, letter)).fetchone():
             raise AnswerRefused(f"There is no grid {str(letter)[:8]!r} in this study.")

@@ -26,6 +26,8 @@ def demo_study():
 
 @pytest.fixture(scope="session")
 def demo_arms(demo_study):
+    """The demo study's arms, loaded once for the whole session (``build_arms`` trains nothing: ``demo_study``
+    has built the models)."""
     from dressup.arms import build_arms
 
     return build_arms(demo_study, progress=False)

@@ -178,7 +178,7 @@ def save_stable_diffusion(snap: Path, tokenizer) -> None:
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
 
-    from dressup.generators import tiny_sd_pipeline
+    from tests.tiny_sd import tiny_sd_pipeline
 
     base = tiny_sd_pipeline(seed=0)
     torch.manual_seed(1)

@@ -68,9 +68,11 @@ def _project(folder: Path) -> Path:
 
 def test_a_copied_project_reuses_its_cache_and_a_changed_recipe_still_rebuilds(tmp_path):
     from dressup.arms import build_arms
+    from dressup.demo import ensure_study_models
 
     original = load_study(_project(tmp_path / "first"))
-    build_arms(original, progress=False)  # the demo build, then the retrieval arm's index
+    ensure_study_models(original, progress=False)  # the demo build, as the app does before loading the arms
+    build_arms(original, progress=False)  # then the retrieval arm's index
     cache = tmp_path / "first" / "cache"
     assert is_built(original) and any(cache.glob("indexes/baseline-all-*/manifest.json"))
     built = json.loads((cache / BUILD_FILE).read_text())
@@ -85,7 +87,8 @@ def test_a_copied_project_reuses_its_cache_and_a_changed_recipe_still_rebuilds(t
     assert build_key(copy) == built["key"]
     assert is_built(copy)
     before = _files(copy.cache_dir)
-    arms = build_arms(copy, progress=False)  # what the app does at start
+    ensure_study_models(copy, progress=False)  # what the app does at start
+    arms = build_arms(copy, progress=False)
     assert _files(copy.cache_dir) == before  # nothing drawn, trained, embedded or rewritten: the cache is reused
     assert json.loads((copy.cache_dir / BUILD_FILE).read_text()) == built
     index = arms["shop"].index

@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 from dressup.catalog import Catalog
 from dressup.colours import CATALOGUE_COLOURS
 from dressup.config import EncoderSpec
-from dressup.dcgan import (CHECKPOINT, ConditionalDiscriminator, ConditionalGenerator, DCGANConfig, DCGANError,
-                           DCGANGenerator, colour_fidelity, embed_texts, generator_from_checkpoint, layout,
-                           read_checkpoint, train_dcgan, train_dcgan_on_catalogue)
+from dressup.generators.dcgan import (CHECKPOINT, ConditionalDiscriminator, ConditionalGenerator, DCGANConfig, DCGANError,
+                                      DCGANGenerator, generator_from_checkpoint, layout, read_checkpoint)
+from dressup.generators.dcgan_train import colour_fidelity, embed_texts, train_dcgan, train_dcgan_on_catalogue
 from dressup.generators import GeneratorSettingsError, image_seed, load_generator
 from dressup.records import Item, Preference
 from tests.tiny_models import TINY_RESNET_CLIP, write_tiny_config

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from dressup.diffusion import (MANIFEST, MODEL, DiffusionConfig, DiffusionError, DiffusionGenerator, DiffusionModel,
-                               TrainingTexts, probe_loss, train_diffusion)
+from dressup.generators.diffusion import (MANIFEST, MODEL, DiffusionConfig, DiffusionError, DiffusionGenerator,
+                                          DiffusionModel)
+from dressup.generators.diffusion_train import TrainingTexts, probe_loss, train_diffusion
 from dressup.generators import GeneratorSettingsError, load_generator
 from dressup.records import Preference
 

@@ -104,7 +104,8 @@ def pristine(tmp_path_factory) -> Path:
 
     from dressup.democatalog import build_demo_catalogue
     from dressup.encoders import load_encoder
-    from dressup.generators import clip_tokenizer, tiny_sd_pipeline
+    from dressup.generators import clip_tokenizer
+    from tests.tiny_sd import tiny_sd_pipeline
 
     root = tmp_path_factory.mktemp("world")
     torch.manual_seed(0)

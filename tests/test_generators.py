@@ -11,13 +11,14 @@ from PIL import Image, ImageDraw
 from torch import nn
 from transformers import CLIPConfig
 
-from dressup.colours import CATALOGUE_COLOURS
+from dressup.colours import CATALOGUE_COLOURS, garment_colour
 from dressup.config import EncoderSpec
 from dressup.generators import (NEGATIVE_PROMPT, PLACEHOLDER_RGB, PROMPT_TEMPLATE, SD15_MODEL, GeneratorSettingsError,
-                                PreferenceScorer, SD15Generator, SDSettings, colour_prompts, garment_colour,
-                                image_seed, load_generator, scheduler_class, sd_dtype, tiny_sd_pipeline)
+                                PreferenceScorer, SD15Generator, SDSettings, colour_prompts, image_seed,
+                                load_generator, scheduler_class, sd_dtype)
 from dressup.records import Preference
 from tests.tiny_models import TINY_RESNET_CLIP, write_tiny_config
+from tests.tiny_sd import tiny_sd_pipeline
 
 TINY = dict(kind="sd15", width=64, height=64, steps=2, scheduler="DDIM", progress=False)
 

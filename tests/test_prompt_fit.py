@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from dressup.generators import NEGATIVE_PROMPT, PROMPT_TEMPLATE, SD15Generator, SDSettings, clip_tokenizer, tiny_sd_pipeline
+from dressup.generators import NEGATIVE_PROMPT, PROMPT_TEMPLATE, SD15Generator, SDSettings, clip_tokenizer
 from dressup.prompt_fit import fit_list, fit_words, token_count
 from dressup.records import Preference
+from tests.tiny_sd import tiny_sd_pipeline
 
 LONG = ("I love relaxed linen shirts in muted earth tones, something I can wear to the office and then out to "
         "dinner, with a soft collar and sleeves I can roll up, nothing too fitted, and I always avoid shiny "

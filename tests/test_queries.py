@@ -179,14 +179,8 @@ def test_run_queries_skips_the_photos_own_items_and_reports_the_ceiling():
 
 
 # ---------------------------------------------------------------------------------------------- the demo's arms
-@pytest.fixture(scope="session")
-def demo_arms():
-    from dressup.arms import build_arms
-    from dressup.config import load_study
-
-    return build_arms(load_study(ROOT / "assets" / "demo.toml"), progress=False)
-
-
+# ``demo_arms`` is the session's one load of the demo build's arms (tests/conftest.py), shared with every other
+# test that needs them.
 PHOTOS = Path(__file__).resolve().parents[1] / "assets" / "photos"
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from dressup.generators import SD15Generator, SDSettings, tiny_sd_pipeline
+from dressup.generators import SD15Generator, SDSettings
 from dressup.pipeline_worker import worker_for
 from dressup.records import Preference
+from tests.tiny_sd import tiny_sd_pipeline
 
 THREADS = 8
 ROUNDS = 50

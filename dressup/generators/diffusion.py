@@ -1,8 +1,10 @@
-"""A miniature text-conditioned diffusion model: the paper's final generative choice (SD1.5), at the demo's scale.
+"""A miniature text-conditioned diffusion model as a generator kind (``kind = "diffusion"``): the model, its
+sampling and checkpoints, and ``DiffusionGenerator``; the paper's final generative choice (SD1.5), at the demo's
+scale. Training lives in ``dressup.generators.diffusion_train``.
 
 The paper tried a DCGAN, found it unusable and moved to Stable Diffusion 1.5. SD1.5 cannot be downloaded or run
 at a participant's pace on the demo's CPU, so this module builds the same algorithm in miniature from diffusers'
-own components, and trains it on the drawn catalogue with our own loop:
+own components, trained on the drawn catalogue with our own loop:
 
 - **Denoiser**: a small ``UNet2DConditionModel`` in pixel space (the demo's garments are flat drawings; 32 px
   holds their colour and silhouette, and no VAE is needed at that size), with cross-attention on the token
@@ -26,33 +28,27 @@ only for resuming).
 """
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
-import logging
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
-from dressup.dcgan import _as_unit, _batch_indices, _step_rng, images_to_tensor, pattern_text, short_text, to_pixels
-from dressup.generators import (CommonSettings, Drawn, Generator, GeneratorSettingsError, PreferenceScorer, Prompt,
-                                _scorer, garment_phrase, image_seed, parse_settings, read_words, resolve_device)
+from dressup.files import atomic_write
+from dressup.generators.base import (BaseGenerator, CommonSettings, Drawn, GeneratorSettingsError, PreferenceScorer,
+                                     Prompt, image_seed, make_scorer, parse_settings, read_words, resolve_device)
+from dressup.generators.pixels import to_pixels
 from dressup.records import Preference
-from dressup.weights import sha256_of
 
-log = logging.getLogger(__name__)
 
 FORMAT = "dressup-diffusion/1"
 MODEL = "model.pt"
 MANIFEST = "model.json"
-TRAIN_STATE = "train_state.pt"
 NULL_TEXT = ""  # the unconditional prompt, as in Stable Diffusion
 
 
@@ -245,14 +241,12 @@ class DiffusionModel:
         """Write ``model.pt`` (atomically) and ``model.json`` with its sha256; returns the folder."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (MODEL + ".tmp")
-        torch.save({"format": FORMAT, "config": asdict(self.config), "unet": self.unet.state_dict(),
-                    "meta": self.meta}, tmp)
-        os.replace(tmp, d / MODEL)
-        self.sha256 = sha256_of(d / MODEL)
+        ck = {"format": FORMAT, "config": asdict(self.config), "unet": self.unet.state_dict(), "meta": self.meta}
+        atomic_write(d / MODEL, lambda tmp: torch.save(ck, tmp))
+        self.sha256 = _file_sha256(d / MODEL)
         manifest = {"format": FORMAT, "sha256": self.sha256, "config": asdict(self.config), **{
             k: self.meta[k] for k in ("step", "seconds", "text_tower", "command") if k in self.meta}}
-        (d / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        atomic_write(d / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         return d
 
     @classmethod
@@ -266,9 +260,9 @@ class DiffusionModel:
         d = Path(directory)
         if not (d / MODEL).is_file() or not (d / MANIFEST).is_file():
             raise DiffusionError(f"no diffusion model at {d} ({MODEL} and {MANIFEST} expected); train one with "
-                                 f"dressup.diffusion.train_diffusion_on_catalogue")
+                                 f"dressup.generators.diffusion_train.train_diffusion_on_catalogue")
         manifest = json.loads((d / MANIFEST).read_text())
-        digest = sha256_of(d / MODEL)
+        digest = _file_sha256(d / MODEL)
         if digest != manifest.get("sha256"):
             raise DiffusionError(f"{d / MODEL} has sha256 {digest}, not {manifest.get('sha256')} as {MANIFEST} "
                                  f"says: the file was changed or truncated; restore it or retrain")
@@ -282,179 +276,21 @@ class DiffusionModel:
         return cls(unet.eval().to(device), cfg, text, digest, ck.get("meta", {}))
 
 
+def _file_sha256(path: Path) -> str:
+    """The hex sha256 of a file (read in chunks by ``hashlib.file_digest``)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _config(d: dict[str, Any]) -> DiffusionConfig:
     return DiffusionConfig(**{"pooled": False, **d, "widths": tuple(d["widths"])})  # files before `pooled`
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Training
-
-
-@dataclass
-class TrainingTexts:
-    """Every distinct training text embedded once: ``states[k]``/``mask[k]`` is text ``k``; ``of_item[i, v]``
-    is the index of image ``i``'s text view ``v``; text 0 is the empty (unconditional) text."""
-
-    states: torch.Tensor
-    mask: torch.Tensor
-    of_item: torch.Tensor
-    texts: list[str]
-
-    @classmethod
-    def embed(cls, tower: TextTower, per_item: Sequence[Sequence[str]], batch: int = 256) -> "TrainingTexts":
-        texts = [NULL_TEXT] + sorted({t for views in per_item for t in views} - {NULL_TEXT})
-        where = {t: k for k, t in enumerate(texts)}
-        parts = [tower(texts[i:i + batch]) for i in range(0, len(texts), batch)]
-        return cls(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
-                   torch.tensor([[where[t] for t in views] for views in per_item]), texts)
-
-
-def denoising_loss(unet, scheduler, x0: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
-                   rng: torch.Generator, config: DiffusionConfig) -> torch.Tensor:
-    """The DDPM objective: MSE between the noise added at a random timestep and the UNet's prediction of it."""
-    noise = torch.randn(x0.shape, generator=rng)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=rng)
-    dev = next(unet.parameters()).device
-    noisy = scheduler.add_noise(x0, noise, t)
-    cond = config.condition(states.to(dev), mask.to(dev))
-    pred = unet(noisy.to(dev), t.to(dev), **cond).sample
-    return F.mse_loss(pred.float(), noise.to(dev))
-
-
-@torch.no_grad()
-def probe_loss(unet, config: DiffusionConfig, images: torch.Tensor, texts: TrainingTexts, *, seed: int = 12345,
-               n: int = 64, repeats: int = 4) -> float:
-    """The denoising loss on a fixed set of images, texts, timesteps and noises: comparable across steps,
-    unlike the training loss, which is drawn afresh every step."""
-    rng = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(len(images), generator=rng)[:n]
-    k = texts.of_item[rows, 0]
-    was = unet.training
-    unet.eval()
-    losses = [float(denoising_loss(unet, config.train_scheduler(), _as_unit(images[rows]), texts.states[k],
-                                   texts.mask[k], rng, config)) for _ in range(repeats)]
-    unet.train(was)
-    return float(np.mean(losses))
-
-
-def train_diffusion(images: torch.Tensor, texts: TrainingTexts, tower: TextTower, out_dir: str | os.PathLike, *,
-                    steps: int, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01,
-                    cond_drop: float = 0.1, ema_decay: float = 0.999, seed: int = 0,
-                    config: DiffusionConfig | None = None, checkpoint_every: int = 500, resume: bool = True,
-                    deadline: float | None = None, progress: bool = True, meta: dict[str, Any] | None = None,
-                    device: str | torch.device = "cpu") -> DiffusionModel:
-    """Train the denoiser on ``images`` (uint8 [N, 3, S, S], S = config.image_size) with AdamW.
-
-    Each step draws a batch (stateless per-epoch permutations), one text view per image, the empty text for a
-    ``cond_drop`` share (classifier-free guidance), a horizontal flip for half, a timestep and a noise. A
-    finished or resumed run returns the EMA model, also saved to ``out_dir``. ``deadline`` (a ``time.time()``)
-    stops early, after a checkpoint, so a run on a shared machine can be bounded by the clock; the step reached
-    is in ``meta["step"]``.
-    """
-    cfg = config or DiffusionConfig()
-    if images.shape[-1] != cfg.image_size:
-        raise DiffusionError(f"images are {images.shape[-1]} px but the config says {cfg.image_size}; resize them "
-                             f"with dressup.dcgan.images_to_tensor(..., {cfg.image_size}, 3)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    from diffusers.training_utils import EMAModel
-
-    torch.manual_seed(seed)  # the UNet's initial weights
-    dev = torch.device(device)
-    unet = cfg.unet().to(dev).train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=weight_decay)
-    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=3 / 4)
-    scheduler = cfg.train_scheduler()
-    state = {"step": 0, "seconds": 0.0, "losses": []}
-    recipe = {"seed": seed, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-              "cond_drop": cond_drop, "ema_decay": ema_decay, "config": asdict(cfg), "images": len(images),
-              "texts": len(texts.texts)}
-    resume_path = out / TRAIN_STATE
-    if resume and resume_path.is_file():
-        ck = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if ck["recipe"] != recipe:
-            raise DiffusionError(f"{resume_path} was trained with another recipe ({ck['recipe']}); use another "
-                                 f"folder or resume=False")
-        unet.load_state_dict(ck["unet"])
-        opt.load_state_dict(ck["opt"])
-        ema.load_state_dict(ck["ema"])
-        state = ck["state"]
-    n = len(images)
-
-    def save() -> DiffusionModel:
-        tmp = resume_path.with_suffix(".tmp")
-        torch.save({"recipe": recipe, "unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
-                    "state": state}, tmp)
-        os.replace(tmp, resume_path)
-        averaged = copy.deepcopy(unet).eval()
-        ema.copy_to(averaged.parameters())
-        model = DiffusionModel(averaged, cfg, tower, meta={**(meta or {}), **recipe, "step": state["step"],
-                                                           "seconds": round(state["seconds"], 1),
-                                                           "text_tower": getattr(tower, "name", repr(tower))})
-        model.save(out)
-        return model
-
-    bar = tqdm(total=steps, initial=state["step"], desc="training diffusion", disable=not progress)
-    while state["step"] < steps:
-        if deadline is not None and time.time() >= deadline:
-            log.info("deadline reached at step %d of %d", state["step"], steps)
-            break
-        t0 = time.perf_counter()
-        s = state["step"]
-        rng = _step_rng(seed, s, "diffusion")
-        rows = _batch_indices(n, batch_size, seed, s)
-        view = torch.randint(texts.of_item.shape[1], (batch_size,), generator=rng)
-        k = texts.of_item[rows, view]
-        k = torch.where(torch.rand(batch_size, generator=rng) < cond_drop, torch.zeros_like(k), k)
-        x0 = _as_unit(images[rows])
-        flip = torch.rand(batch_size, generator=rng) < 0.5
-        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        loss = denoising_loss(unet, scheduler, x0, texts.states[k], texts.mask[k], rng, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        ema.step(unet.parameters())
-        state["step"] += 1
-        state["seconds"] += time.perf_counter() - t0
-        state["losses"].append(round(loss.item(), 5))
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(state['losses'][-50:]):.4f}")
-        if state["step"] % checkpoint_every == 0 and state["step"] < steps:
-            save()
-    bar.close()
-    return save()
-
-
-def item_texts(item) -> list[str]:
-    """The texts an image is trained with (one drawn per step): "red dress", "red striped dress" (as the
-    DCGAN), and "a red dress", the way ``colour_prompts`` and participants ask."""
-    colour = item.attribute_of("colour")
-    phrase = garment_phrase(colour, item.category) if colour else short_text(item)
-    return [short_text(item), pattern_text(item), phrase]
-
-
-def train_diffusion_on_catalogue(catalog, out_dir: str | os.PathLike, *, steps: int, split: str = "all",
-                                 tower: TextTower | None = None, config: DiffusionConfig | None = None,
-                                 progress: bool = True, **kwargs: Any) -> DiffusionModel:
-    """Train on a catalogue's images (resized to the config's size) and ``item_texts``; ``kwargs`` go to
-    ``train_diffusion`` (batch_size, lr, seed, deadline, ...)."""
-    cfg = config or DiffusionConfig()
-    items = [it for it in catalog.split(split) if Path(it.image_path).is_file()]
-    if len(items) < 2:
-        raise DiffusionError(f"the catalogue has {len(items)} images in split {split!r}; build it first "
-                             f"(`python -m dressup demo build`) or choose split='all'")
-    tower = tower if tower is not None else MiniLMTokens(cfg.max_tokens)
-    texts = TrainingTexts.embed(tower, [item_texts(it) for it in items])
-    images = images_to_tensor([it.image_path for it in items], cfg.image_size, 3, progress)
-    return train_diffusion(images, texts, tower, out_dir, steps=steps, config=cfg, progress=progress, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The generator the study uses
 
 
-class DiffusionGenerator(Generator):
+class DiffusionGenerator(BaseGenerator):
     """Four images from a trained ``DiffusionModel``, the same interface as the DCGAN's generator.
 
     A participant's sentence is read into the catalogue's words first when a ``reader`` is given (as the DCGAN
@@ -521,7 +357,7 @@ class DiffusionSettings(CommonSettings):
 
 
 def load_diffusion_generator(settings: dict[str, Any], *, device, encoder, base_dir: Path,
-                             palette: dict | None, reader: Any = None) -> Generator:
+                             palette: dict | None, reader: Any = None) -> DiffusionGenerator:
     """``[arms.NAME.generator] kind = "diffusion"``: ``checkpoint`` (a folder written by ``DiffusionModel.save``,
     relative to the study file), ``guidance_scale`` (3.0), ``sampling_steps`` (25), ``eta`` (0: DDIM's noise
     per step, 0 deterministic to 1 ancestral), ``display_size`` (128),
@@ -533,7 +369,7 @@ def load_diffusion_generator(settings: dict[str, Any], *, device, encoder, base_
     if not s.checkpoint:
         raise GeneratorSettingsError("[generator (diffusion)] needs checkpoint = '<folder with model.pt and "
                                      "model.json>'")
-    scorer = _scorer(s, encoder, "generator (diffusion)")
+    scorer = make_scorer(s, encoder, "generator (diffusion)")
     path = Path(os.path.expanduser(s.checkpoint))
     path = path if path.is_absolute() else base_dir / path
     try:
