@@ -69,6 +69,7 @@ def launch(demo: gr.Blocks, sessions: Sessions, *, host: str | None = None, port
     but budgeted per address."""
     study = sessions.study
     demo.queue(default_concurrency_limit=max_concurrency, max_size=QUEUE_SIZE)
+    quiet_idle_queue(demo)
     # never serve results (answers, uploads, stimuli by arm-free hash) nor models and catalogue; a folder that
     # holds Gradio's own temp dir cannot be blocked without blocking every image the page shows
     temp = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
@@ -96,6 +97,24 @@ def launch(demo: gr.Blocks, sessions: Sessions, *, host: str | None = None, port
             upload_limit=int(study.ui.max_photos * (study.ui.max_upload_mb * 1024 * 1024 + 65536)),
             guarded=GUESSED, endpoint_name=lambda i: getattr(demo.fns.get(i), "api_name", None))]},
     )
+
+
+IDLE_POLL_SECONDS = 0.01
+
+
+def quiet_idle_queue(demo: gr.Blocks, seconds: float = IDLE_POLL_SECONDS) -> None:
+    """Let the queue wait ``seconds`` between looks for work when it has none, instead of Gradio's 1 ms.
+
+    Gradio's queue loop (``gradio.queueing.Queue.start_processing``) polls every ``sleep_when_free`` = 1 ms on
+    Linux while idle: about 9% of a core per app doing nothing (measured: bench/RESULTS.md, "Idle app"). A
+    Space waiting for participants burns that all day, and on a 2-core machine the CPU it takes slows the work
+    that matters, a Submit's model calls. 10 ms is at most 10 ms more before a queued event starts, far below a
+    Submit's seconds. Gradio has no public setting for it; if a release renames the attribute, nothing breaks:
+    the queue keeps its own value.
+    """
+    queue = getattr(demo, "_queue", None)
+    if queue is not None and isinstance(getattr(queue, "sleep_when_free", None), (int, float)):
+        queue.sleep_when_free = max(float(queue.sleep_when_free), float(seconds))
 
 
 def event_body_limit(max_text_chars: int, letters: int) -> int:
