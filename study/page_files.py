@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from pathlib import Path
 
 import gradio as gr
@@ -47,10 +46,7 @@ def replace_original(uploaded: Path, clean: bytes) -> None:
     folder = Path(gr.utils.get_upload_folder()).resolve()
     path = uploaded.resolve()
     if path.is_relative_to(folder) and path.is_file():
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.clean")  # two participants may race here
-        try:
-            tmp.write_bytes(clean)
-            os.replace(tmp, path)
+        try:  # two participants may race here: each writes its own temporary file
+            atomic_write(path, clean)
         except OSError:  # the participant's answers are stored; Gradio's hourly cleanup still removes it
             log.warning("could not replace an uploaded original in Gradio's folder", exc_info=True)
-            tmp.unlink(missing_ok=True)
