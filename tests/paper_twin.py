@@ -23,14 +23,11 @@ removed at exit. ``served(kind)`` gives the tests one face for the tiny demo-lik
 """
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tomllib
@@ -38,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from study.launcher import scratch_root
 from tests.app_fixtures import (
     ARM_NAMES,
     PASSWORD_ENV,
@@ -108,18 +106,15 @@ TWIN_CHANGES = {
 }
 
 _lock = threading.RLock()
-_root: Path | None = None
 _twin: "PaperTwin | None" = None
 _app: RunningApp | None = None
 
 
 def _tmp_root() -> Path:
-    global _root
-    with _lock:
-        if _root is None:
-            _root = Path(tempfile.mkdtemp(prefix="dressup-paper-twin-"))
-            atexit.register(shutil.rmtree, _root, ignore_errors=True)
-        return _root
+    """The twin's folder inside the launcher's per-process scratch folder (removed at exit with it)."""
+    root = scratch_root() / "paper-twin"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 # --- a Hugging Face cache with tiny models under the real ids ------------------------------------------------
