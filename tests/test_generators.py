@@ -230,6 +230,9 @@ def test_preference_scoring_keeps_the_top_four_candidates_in_descending_order(ti
     np.testing.assert_allclose([r["score"] for r in record], scores, atol=1e-4)
     for s, i in zip(shown, top):
         assert np.array_equal(pixels(s.image), pixels(images[i]))
+    order, ranked = gen.rank(pref, images)  # the ranking generate used, on its own (bench diffusion_ranking)
+    assert order == top
+    np.testing.assert_allclose(ranked, scores, atol=1e-4)
 
 
 def test_scoring_is_off_by_default():
@@ -237,6 +240,18 @@ def test_scoring_is_off_by_default():
     shown = gen.generate(Preference(text="a red dress"), seed=0)
     assert gen.scorer is None and [s.extra["candidate"] for s in shown] == [0, 1, 2, 3]
     assert "candidate_scores" not in shown[0].extra
+
+
+def test_candidate_verdicts_separate_the_generator_the_ranking_and_its_ceiling():
+    from dressup.judge import CandidateVerdict
+
+    v = CandidateVerdict("a red dress", colour_hits=[False, True, False, False, True, True, True, False],
+                         category_hits=[True, True, True, False, True, False, True, True], shown=[1, 5, 0, 2])
+    assert v.hits("first") == (3, 1)  # candidates 0-3: the generator alone
+    assert v.hits("shown") == (3, 2)  # 1, 5, 0, 2: what the ranking chose
+    assert v.hits("best") == (4, 4)  # four of the eight carry the colour, and six the category
+    assert CandidateVerdict("x", [True, False] * 4, [False] * 8, [0, 1, 2, 3]).hits("best") == (0, 4)
+    assert CandidateVerdict("x", [True] + [False] * 7, [True] * 8, [0, 1, 2, 3]).hits("best") == (4, 1)
 
 
 def _garment(rgb, stripes=None, background=(245, 245, 245)) -> Image.Image:

@@ -227,6 +227,14 @@ class BaseGenerator(ABC):
             drawn = prepared.pop(_draw_key(prompt, seed, n), None)
         return drawn if drawn is not None else self.draw(prompt, seed, n)
 
+    def rank(self, pref: Preference, images: Sequence[Image.Image]) -> tuple[list[int], np.ndarray]:
+        """The candidates shown, best first, and every candidate's score: the ``GRID`` the scorer puts closest
+        to ``pref`` when there are more candidates than cells, else the first ``GRID`` (scores all zero)."""
+        if self.scorer is None or len(images) <= GRID:
+            return list(range(GRID)), np.zeros(len(images))
+        scores = self.scorer.score(pref, images)
+        return [int(i) for i in np.argsort(-scores, kind="stable")[:GRID]], scores
+
     def generate(self, pref: Preference, seed: int) -> list[Shown]:
         """Four images for one preference, deterministic for a given seed."""
         prompt = self.prompt(pref)
@@ -237,13 +245,8 @@ class BaseGenerator(ABC):
         settings = self.id_settings()
         ids = [generated_item_id(self.model_id, prompt.text, prompt.negative, seed, settings, i, d.drawn_seed)
                for i, d in enumerate(drawn)]
-        scores = np.zeros(n)
+        order, scores = self.rank(pref, [d.image for d in drawn])
         scored = self.scorer is not None and n > GRID
-        if scored:
-            scores = self.scorer.score(pref, [d.image for d in drawn])
-            order = [int(i) for i in np.argsort(-scores, kind="stable")[:GRID]]
-        else:
-            order = list(range(GRID))
         record = [{"candidate": i, "item_id": ids[i], "drawn_seed": d.drawn_seed, "score": float(scores[i])}
                   for i, d in enumerate(drawn)] if scored else None
         out = []
