@@ -178,3 +178,44 @@ def judge_grids(judge: CatalogueJudge, generator, *, prompts: int = 40, seed: in
             sum(a == category and b == colour for a, b in zip(cats, cols)),
             [f"{b} {a}" for a, b in zip(cats, cols)], nearest_pair(to_judge_pixels(images)), images))
     return verdicts
+
+
+@dataclass
+class CandidateVerdict:
+    """What the judge saw in every candidate one prompt drew, and which four the generator's ranking showed.
+
+    It separates the two limits of a drawing-and-ranking arm: the first four candidates are the generator
+    alone, the shown four add the ranking, and the best four the judge itself would pick are the ceiling any
+    ranking of these candidates could reach.
+    """
+
+    text: str
+    colour_hits: list[bool]  # per candidate
+    category_hits: list[bool]
+    shown: list[int]
+
+    def hits(self, which: str) -> tuple[int, int]:
+        """(category, colour) hits of four candidates: "first", "shown", or "best": for each figure, the most
+        any choice of four could carry (the judge's own pick, made for that figure alone)."""
+        if which == "best":
+            return min(4, sum(self.category_hits)), min(4, sum(self.colour_hits))
+        rows = list(range(4)) if which == "first" else self.shown
+        return sum(self.category_hits[i] for i in rows), sum(self.colour_hits[i] for i in rows)
+
+
+def judge_candidates(judge: CatalogueJudge, generator, *, prompts: int = 40, seed: int = 0) -> list[CandidateVerdict]:
+    """As ``judge_grids``, but judging every candidate the generator draws (``generator.draw``) and recording
+    the four its ranking (``generator.rank``) shows: the same candidates and choice as ``generate``."""
+    from dressup.generators import colour_prompts, garment_phrase
+    from dressup.records import Preference
+
+    verdicts = []
+    for i, (colour, text) in enumerate(colour_prompts(judge.colours, judge.categories, n=prompts, seed=seed)):
+        category = next(k for k in judge.categories if garment_phrase(colour, k) == text)
+        pref = Preference(text=text)
+        drawn = generator.draw(generator.prompt(pref), i, max(4, int(generator.candidates)))
+        images = [d.image for d in drawn]
+        cats, cols = judge.judge(images)
+        shown, _ = generator.rank(pref, images)
+        verdicts.append(CandidateVerdict(text, [c == colour for c in cols], [c == category for c in cats], shown))
+    return verdicts
