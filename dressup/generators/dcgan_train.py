@@ -286,7 +286,7 @@ def embed_texts(encoder: Encoder, texts: Sequence[str], cache_dir: str | os.Path
     distinct = sorted(set(texts))
     known: dict[str, torch.Tensor] = {}
     path = None
-    if cache_dir is not None and hasattr(encoder, "fingerprint"):
+    if cache_dir is not None:
         path = Path(cache_dir) / f"text-embeddings-{encoder.fingerprint()[:16]}.pt"
         if path.is_file():
             known = torch.load(path, map_location="cpu")
@@ -331,9 +331,8 @@ def train_dcgan_on_catalogue(catalog, encoder: Encoder, out_dir: str | os.PathLi
     sample_texts = _sample_texts(items)
     meta = {"encoder": repr(encoder), "probe_text": PROBE_TEXT,
             "probe_embedding": encoder.encode_texts([PROBE_TEXT]).float().cpu()[0].tolist(),
-            "sample_texts": sample_texts, "items": len(items), "split": split, "texts": list(texts)}
-    if hasattr(encoder, "fingerprint"):
-        meta["encoder_fingerprint"] = encoder.fingerprint()
+            "sample_texts": sample_texts, "items": len(items), "split": split, "texts": list(texts),
+            "encoder_fingerprint": encoder.fingerprint()}
     sample = encoder.encode_texts(sample_texts).float().cpu()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
