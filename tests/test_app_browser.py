@@ -50,6 +50,24 @@ def _wait_db(app, sql: str, args: tuple, expected, timeout: float = 20):
     assert got == expected
 
 
+def _open_with_choices(page, selector: str, count: int, timeout: float = 20) -> None:
+    """Open a dropdown once it offers ``count`` choices. Picking a place sends the other places their new
+    choices; a dropdown opened while that answer is on its way lists the old ones (a CI run once caught it
+    showing four with one twice), so it is closed and opened again, as a participant would."""
+    from playwright.sync_api import expect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        page.locator(selector).click()
+        try:
+            expect(page.get_by_role("option")).to_have_count(count, timeout=3_000)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+
+
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
 def test_participant_path_in_a_browser(browser, viewport):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -140,9 +158,7 @@ def _participant_path(page, viewport: str) -> None:
         answer(x)
     # The ranking is a permutation by construction: each place offers only the models not yet placed.
     for place, x in enumerate(RANKING[:3], 1):
-        page.locator(f"#rank-{place} input").click()
-        options = page.get_by_role("option")
-        expect(options).to_have_count(4 - (place - 1))
+        _open_with_choices(page, f"#rank-{place} input", 4 - (place - 1))
         page.get_by_role("option", name=f"Model {x}", exact=True).click()
     expect(page.locator("#rank-last")).to_contain_text(f"Model {RANKING[3]}")
     page.locator("#feedback-overall textarea").fill(f"overall {viewport}")
