@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from dressup.protocols import GRID
+
 JUDGE_SIZE = 32
 # Training steps of the catalogue judge. Its accuracy on the catalogue's test split is the ceiling of every figure
 # it gives, so it is trained until that accuracy stops rising: measured on the demo catalogue (2026-12-03),
@@ -162,15 +164,22 @@ class GridVerdict:
     images: list = field(default_factory=list, repr=False)  # the four PIL images
 
 
+def _asked(judge: CatalogueJudge, prompts: int, seed: int):
+    """(image seed, colour, category, text) for each "colour + category" prompt the judge can check
+    (``dressup.generators.colour_prompts``), the grid's seed being the prompt's index."""
+    from dressup.generators import colour_prompts, garment_phrase
+
+    for i, (colour, text) in enumerate(colour_prompts(judge.colours, judge.categories, n=prompts, seed=seed)):
+        yield i, colour, next(k for k in judge.categories if garment_phrase(colour, k) == text), text
+
+
 def judge_grids(judge: CatalogueJudge, generator, *, prompts: int = 40, seed: int = 0) -> list[GridVerdict]:
     """Ask ``generator`` (the study's interface) for a grid per "colour + category" prompt
     (``dressup.generators.colour_prompts``) and judge each image."""
-    from dressup.generators import colour_prompts, garment_phrase
     from dressup.records import Preference
 
     verdicts = []
-    for i, (colour, text) in enumerate(colour_prompts(judge.colours, judge.categories, n=prompts, seed=seed)):
-        category = next(k for k in judge.categories if garment_phrase(colour, k) == text)
+    for i, colour, category, text in _asked(judge, prompts, seed):
         images = [s.image for s in generator.generate(Preference(text=text), seed=i)]
         cats, cols = judge.judge(images)
         verdicts.append(GridVerdict(
@@ -198,22 +207,20 @@ class CandidateVerdict:
         """(category, colour) hits of four candidates: "first", "shown", or "best": for each figure, the most
         any choice of four could carry (the judge's own pick, made for that figure alone)."""
         if which == "best":
-            return min(4, sum(self.category_hits)), min(4, sum(self.colour_hits))
-        rows = list(range(4)) if which == "first" else self.shown
+            return min(GRID, sum(self.category_hits)), min(GRID, sum(self.colour_hits))
+        rows = list(range(GRID)) if which == "first" else self.shown
         return sum(self.category_hits[i] for i in rows), sum(self.colour_hits[i] for i in rows)
 
 
 def judge_candidates(judge: CatalogueJudge, generator, *, prompts: int = 40, seed: int = 0) -> list[CandidateVerdict]:
     """As ``judge_grids``, but judging every candidate the generator draws (``generator.draw``) and recording
     the four its ranking (``generator.rank``) shows: the same candidates and choice as ``generate``."""
-    from dressup.generators import colour_prompts, garment_phrase
     from dressup.records import Preference
 
     verdicts = []
-    for i, (colour, text) in enumerate(colour_prompts(judge.colours, judge.categories, n=prompts, seed=seed)):
-        category = next(k for k in judge.categories if garment_phrase(colour, k) == text)
+    for i, colour, category, text in _asked(judge, prompts, seed):
         pref = Preference(text=text)
-        drawn = generator.draw(generator.prompt(pref), i, max(4, int(generator.candidates)))
+        drawn = generator.draw(generator.prompt(pref), i, max(GRID, int(generator.candidates)))
         images = [d.image for d in drawn]
         cats, cols = judge.judge(images)
         shown, _ = generator.rank(pref, images)
