@@ -49,19 +49,23 @@ class TinyStudy:
         return out
 
 
-def _study_text() -> str:
-    seeds = {"wombatone": 1, "wombattwo": 2, "wombatstn": 3}
-    encoders = "\n".join(
-        f'[encoders.{name}]\nspec = "config:{MODEL_CONFIG}.json"\noptions = {{ seed = {seed} }}\n'
-        + ("stn = true\n" if name.endswith("stn") else "")
-        for name, seed in seeds.items())
+def study_text(*, name: str = "ui-test", results: str = "results", max_upload_mb: int = 2,
+               arms: tuple[str, ...] = tuple(ARM_NAMES), encoders: tuple[str, ...] = tuple(ENCODER_NAMES),
+               model_config: str = MODEL_CONFIG, password_env: str = PASSWORD_ENV) -> str:
+    """The tiny study's file: three retrieval arms over ``encoders`` (seeds 1-3, the third with an STN) and a
+    DCGAN arm conditioned on the first encoder. The names are parameters so the hostile-client benchmark can
+    run the same study under its own (``bench.attacks.target``)."""
+    enc = "\n".join(
+        f'[encoders.{e}]\nspec = "config:{model_config}.json"\noptions = {{ seed = {i + 1} }}\n'
+        + ("stn = true\n" if i == 2 else "")
+        for i, e in enumerate(encoders))
     return f"""
 [study]
-name = "ui-test"
+name = "{name}"
 profile = "paper"
 seed = 5
 participants_wanted = 24
-results_dir = "results"
+results_dir = "{results}"
 cache_dir = "cache"
 device = "cpu"
 allow_cpu = true
@@ -80,27 +84,49 @@ colour_grounding = true
 [ui]
 min_photos = 2
 max_photos = 4
-max_upload_mb = 2
+max_upload_mb = {max_upload_mb}
 completion_url = "https://app.prolific.com/submissions/complete?cc={{code}}"
-researcher_password_env = "{PASSWORD_ENV}"
+researcher_password_env = "{password_env}"
 
-{encoders}
-[arms.{ARM_NAMES[0]}]
+{enc}
+[arms.{arms[0]}]
 kind = "retrieval"
-encoder = "wombatone"
+encoder = "{encoders[0]}"
 
-[arms.{ARM_NAMES[1]}]
+[arms.{arms[1]}]
 kind = "retrieval"
-encoder = "wombattwo"
+encoder = "{encoders[1]}"
 
-[arms.{ARM_NAMES[2]}]
+[arms.{arms[2]}]
 kind = "retrieval"
-encoder = "wombatstn"
+encoder = "{encoders[2]}"
 
-[arms.{ARM_NAMES[3]}]
+[arms.{arms[3]}]
 kind = "generative"
-generator = {{ kind = "dcgan", checkpoint = "gan", encoder = "wombatone" }}
+generator = {{ kind = "dcgan", checkpoint = "gan", encoder = "{encoders[0]}" }}
 """
+
+
+def build_study(root: Path, text: str, *, model_config: str = MODEL_CONFIG) -> Path:
+    """Write ``text`` as ``root/study.toml`` and build what it names: the 200-item drawn catalogue, the model
+    config and the DCGAN checkpoint (4 steps, on the first arm's encoder). Returns the study file."""
+    from dressup.catalog import load_catalog  # torch and the models: only when a study is built
+    from dressup.generators.dcgan_train import train_dcgan_on_catalogue
+    from dressup.democatalog import build_demo_catalogue
+    from dressup.encoders import load_encoder
+
+    build_demo_catalogue(root / "catalogue", size=200, image_size=64, seed=3, progress=False)
+    config = json.loads((REPO / "assets" / "models" / "dressup-demo-small.json").read_text())
+    (root / f"{model_config}.json").write_text(json.dumps(config))
+    path = root / "study.toml"
+    path.write_text(text)
+    study = load_study(path)
+    catalog = load_catalog(study.catalogue.root, require_images=True)
+    gan = next(a for a in study.arms if a.kind == "generative")
+    gan_encoder = study.encoder(gan.generator["encoder"])
+    train_dcgan_on_catalogue(catalog, load_encoder(gan_encoder), root / "gan", steps=4, batch_size=16,
+                             checkpoint_every=4, progress=False)
+    return path
 
 
 def tiny_study() -> TinyStudy:
@@ -109,23 +135,9 @@ def tiny_study() -> TinyStudy:
     with _lock:
         if _study is not None:
             return _study
-        from dressup.catalog import load_catalog  # torch and the models: only when a study is built
-        from dressup.generators.dcgan_train import train_dcgan_on_catalogue
-        from dressup.democatalog import build_demo_catalogue
-        from dressup.encoders import load_encoder
-
         root = scratch_root() / "study"
         root.mkdir()
-        build_demo_catalogue(root / "catalogue", size=200, image_size=64, seed=3, progress=False)
-        config = json.loads((REPO / "assets" / "models" / "dressup-demo-small.json").read_text())
-        (root / f"{MODEL_CONFIG}.json").write_text(json.dumps(config))
-        path = root / "study.toml"
-        path.write_text(_study_text())
-        study = load_study(path)
-        catalog = load_catalog(study.catalogue.root, require_images=True)
-        train_dcgan_on_catalogue(catalog, load_encoder(study.encoder("wombatone")), root / "gan", steps=4,
-                                 batch_size=16, checkpoint_every=4, progress=False)
-        _study = TinyStudy(path)
+        _study = TinyStudy(build_study(root, study_text()))
         return _study
 
 

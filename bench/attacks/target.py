@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bench.common import REPO, AppProcess, start_app
+from bench.common import AppProcess, start_app
+from study.tiny_study import build_study, study_text
 
 WORK = Path("/tmp/dressup-bench/hostile")
 STUDY_DIR = WORK / "study"
@@ -21,56 +22,10 @@ MAX_UPLOAD_MB = 10
 
 
 def _study_text(results: str) -> str:
-    encoders = "\n".join(
-        f'[encoders.{name}]\nspec = "config:tiny-clip.json"\noptions = {{ seed = {seed} }}\n'
-        + ("stn = true\n" if name == "enc_stn" else "")
-        for name, seed in (("enc_one", 1), ("enc_two", 2), ("enc_stn", 3)))
-    return f"""
-[study]
-name = "bench-hostile"
-profile = "paper"
-seed = 5
-participants_wanted = 24
-results_dir = "{results}"
-cache_dir = "cache"
-device = "cpu"
-allow_cpu = true
-
-[catalogue]
-kind = "demo"
-root = "catalogue"
-size = 200
-image_size = 64
-seed = 3
-split = "all"
-
-[query]
-colour_grounding = true
-
-[ui]
-min_photos = 2
-max_photos = 4
-max_upload_mb = {MAX_UPLOAD_MB}
-completion_url = "https://app.prolific.com/submissions/complete?cc={{code}}"
-researcher_password_env = "{PASSWORD_ENV}"
-
-{encoders}
-[arms.plain]
-kind = "retrieval"
-encoder = "enc_one"
-
-[arms.other]
-kind = "retrieval"
-encoder = "enc_two"
-
-[arms.stn]
-kind = "retrieval"
-encoder = "enc_stn"
-
-[arms.gan]
-kind = "generative"
-generator = {{ kind = "dcgan", checkpoint = "gan", encoder = "enc_one" }}
-"""
+    """The tests' tiny study (``study.tiny_study.study_text``) under the benchmark's names and upload limit."""
+    return study_text(name="bench-hostile", results=results, max_upload_mb=MAX_UPLOAD_MB,
+                      arms=("plain", "other", "stn", "gan"), encoders=("enc_one", "enc_two", "enc_stn"),
+                      model_config="tiny-clip", password_env=PASSWORD_ENV)
 
 
 def tiny_study(say: Callable[[str], None] = print) -> None:
@@ -78,23 +33,10 @@ def tiny_study(say: Callable[[str], None] = print) -> None:
     done = STUDY_DIR / "built.ok"
     if done.is_file():
         return
-    from dressup.catalog import load_catalog
-    from dressup.config import load_study
-    from dressup.generators.dcgan_train import train_dcgan_on_catalogue
-    from dressup.democatalog import build_demo_catalogue
-    from dressup.encoders import load_encoder
-
     say(f"building the tiny study in {STUDY_DIR} (once) ...")
     shutil.rmtree(STUDY_DIR, ignore_errors=True)
     STUDY_DIR.mkdir(parents=True)
-    build_demo_catalogue(STUDY_DIR / "catalogue", size=200, image_size=64, seed=3, progress=False)
-    shutil.copy(REPO / "assets" / "models" / "dressup-demo-small.json", STUDY_DIR / "tiny-clip.json")
-    path = STUDY_DIR / "study.toml"
-    path.write_text(_study_text("results"))
-    study = load_study(path)
-    catalog = load_catalog(study.catalogue.root, require_images=True)
-    train_dcgan_on_catalogue(catalog, load_encoder(study.encoder("enc_one")), STUDY_DIR / "gan", steps=4,
-                             batch_size=16, checkpoint_every=4, progress=False)
+    build_study(STUDY_DIR, _study_text("results"), model_config="tiny-clip")
     done.write_text("ok\n")
 
 
