@@ -220,7 +220,7 @@ def judge_candidates(judge: CatalogueJudge, generator, *, prompts: int = 40, see
     verdicts = []
     for i, colour, category, text in _asked(judge, prompts, seed):
         pref = Preference(text=text)
-        drawn = generator.draw(generator.prompt(pref), i, max(GRID, int(generator.candidates)))
+        drawn = generator.draw(generator.prompt(pref), i, generator.draw_count)
         images = [d.image for d in drawn]
         cats, cols = judge.judge(images)
         shown, _ = generator.rank(pref, images)

@@ -204,7 +204,7 @@ class BaseGenerator(ABC):
         Stable Diffusion takes seconds a batch, and those seconds then pass before Submit instead of after it.
         """
         prompt = self.prompt(pref)
-        n = max(GRID, int(self.candidates))
+        n = self.draw_count
         key = _draw_key(prompt, seed, n)
         prepared = self._prepared()
         with _PREPARED_LOCK:
@@ -227,18 +227,23 @@ class BaseGenerator(ABC):
             drawn = prepared.pop(_draw_key(prompt, seed, n), None)
         return drawn if drawn is not None else self.draw(prompt, seed, n)
 
-    def rank(self, pref: Preference, images: Sequence[Image.Image]) -> tuple[list[int], np.ndarray]:
+    @property
+    def draw_count(self) -> int:
+        """How many candidates a grid draws: ``candidates``, and never fewer than the grid's cells."""
+        return max(GRID, int(self.candidates))
+
+    def rank(self, pref: Preference, images: Sequence[Image.Image]) -> tuple[list[int], np.ndarray | None]:
         """The candidates shown, best first, and every candidate's score: the ``GRID`` the scorer puts closest
-        to ``pref`` when there are more candidates than cells, else the first ``GRID`` (scores all zero)."""
+        to ``pref`` when there are more candidates than cells, else the first ``GRID`` (and no scores)."""
         if self.scorer is None or len(images) <= GRID:
-            return list(range(GRID)), np.zeros(len(images))
+            return list(range(GRID)), None
         scores = self.scorer.score(pref, images)
         return [int(i) for i in np.argsort(-scores, kind="stable")[:GRID]], scores
 
     def generate(self, pref: Preference, seed: int) -> list[Shown]:
         """Four images for one preference, deterministic for a given seed."""
         prompt = self.prompt(pref)
-        n = max(GRID, int(self.candidates))
+        n = self.draw_count
         drawn = self._draw(prompt, seed, n)
         if len(drawn) != n:
             raise RuntimeError(f"{type(self).__name__}.draw returned {len(drawn)} images, not {n}")
@@ -246,7 +251,7 @@ class BaseGenerator(ABC):
         ids = [generated_item_id(self.model_id, prompt.text, prompt.negative, seed, settings, i, d.drawn_seed)
                for i, d in enumerate(drawn)]
         order, scores = self.rank(pref, [d.image for d in drawn])
-        scored = self.scorer is not None and n > GRID
+        scored = scores is not None
         record = [{"candidate": i, "item_id": ids[i], "drawn_seed": d.drawn_seed, "score": float(scores[i])}
                   for i, d in enumerate(drawn)] if scored else None
         out = []
@@ -258,8 +263,8 @@ class BaseGenerator(ABC):
             if scored:
                 extra["candidate_scores"] = record
                 extra["preference_score"] = float(scores[i])
-            out.append(Shown(item_id=ids[i], image=d.image, caption=prompt.text, score=float(scores[i]),
-                             extra=extra))
+            out.append(Shown(item_id=ids[i], image=d.image, caption=prompt.text,
+                             score=float(scores[i]) if scored else 0.0, extra=extra))
         return out
 
 
